@@ -1,0 +1,31 @@
+"""Errors raised by dataset readers: each names the file (and entry) and says what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DatasetError(Exception):
+    """Base class of dataset errors."""
+
+
+class DatasetNotFoundError(DatasetError):
+    """A dataset file or folder is missing: the message says where it was expected and how to fix it."""
+
+    def __init__(self, what: str, path: str | Path, hint: str = "") -> None:
+        msg = f"{what} not found at {path}."
+        if hint:
+            msg += f" {hint}"
+        super().__init__(msg)
+        self.path = str(path)
+
+
+class DatasetFormatError(DatasetError):
+    """A dataset file is malformed: the message names the file and the entry (index/line/key)."""
+
+    def __init__(self, path: str | Path, entry: str | int | None, problem: str) -> None:
+        where = f"{path}" + (f", entry {entry}" if entry is not None else "")
+        super().__init__(f"{where}: {problem}")
+        self.path = str(path)
+        self.entry = entry
+        self.problem = problem
