@@ -1,0 +1,85 @@
+"""Command line: ``rsretrieval benchmark|backbones|config``.
+
+``rayjobs/full_benchmark.py`` is the same benchmark entry point as ``rsretrieval benchmark``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCHMARK_HELP = """Run every configured dataset x backbone x matching mode on Ray and log to MLflow.
+
+examples:
+  rsretrieval benchmark                                   # embedded default (synthrs + rs-tiny)
+  rsretrieval benchmark --config rayjobs/configs/quick.yaml --set embed.batch_size=32
+  ray job submit --working-dir . -- python rayjobs/full_benchmark.py --config my.yaml
+"""
+
+
+def add_benchmark_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="YAML benchmark config (default: the embedded default)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set embed.batch_size=32 --set datasets.0.split=val")
+    p.add_argument("--output-dir", type=Path, default=None, help="root folder of run outputs (config: output_dir)")
+    p.add_argument("--run-name", default=None, help="run folder and MLflow run name (config: run_name)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+
+
+def benchmark(args: argparse.Namespace) -> Any:
+    """Resolve the config and run the benchmark; prints the results table."""
+    import yaml
+
+    from rsretrieval.config import load_config
+    from rsretrieval.pipelines.benchmark import run_benchmark
+
+    overrides = list(args.overrides)
+    if args.output_dir is not None:
+        overrides.append(f"output_dir={args.output_dir}")
+    if args.run_name is not None:
+        overrides.append(f"run_name={args.run_name}")
+    cfg = load_config(args.config, overrides)
+    if args.print_config:
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        return None
+    result = run_benchmark(cfg)
+    print(result.results_md.read_text(encoding="utf-8"))
+    print(f"results: {result.results_csv}\nper-query ranks: {result.run_dir / 'per_query'}\n"
+          f"MLflow run: {result.mlflow_run_id} (store: see README 'Outputs')\nwall time: {result.seconds:.1f} s")
+    return result
+
+
+def benchmark_main(argv: list[str] | None = None) -> Any:
+    """Entry point of ``rayjobs/full_benchmark.py``."""
+    p = argparse.ArgumentParser(description=BENCHMARK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_benchmark_args(p)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return benchmark(p.parse_args(argv))
+
+
+def list_backbones_cmd(_: argparse.Namespace) -> None:
+    from rsretrieval.encoders.registry import get_backbone_spec, list_backbones
+
+    for name in list_backbones():
+        spec = get_backbone_spec(name)
+        print(f"{name:28s} {spec.arch:12s} {getattr(spec, 'checkpoint_file', None) or ''}")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    p = argparse.ArgumentParser(prog="rsretrieval", description="Fine-grained RS text-to-image retrieval")
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("benchmark", help="run the benchmark", description=BENCHMARK_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_benchmark_args(b)
+    b.set_defaults(func=benchmark)
+    sub.add_parser("backbones", help="list registered backbones").set_defaults(func=list_backbones_cmd)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,144 @@
+"""The embedded backbone ``rs-tiny``: a small open_clip model trained on the synthrs train split.
+
+A fresh machine has no RS checkpoint, so the embedded benchmark trains this model on first use
+(symmetric InfoNCE, one random caption per image per epoch so a batch never holds two captions
+of one image, AdamW with a cosine schedule) and caches the weights under
+``<cache_dir>/backbones/rs-tiny-<key>.pt``, where the key hashes the training options, the
+model config and the training data. It only knows the synthetic world: its numbers on real
+datasets mean nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from rsretrieval.config import RsTinyOptions
+from rsretrieval.data.schema import RSDataset
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "rs-tiny"
+_CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+
+def _model_config() -> dict:
+    with open(_CONFIG_DIR / f"{MODEL_NAME}.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def register_model_config() -> None:
+    """Make ``rs-tiny`` known to open_clip (idempotent)."""
+    import open_clip
+
+    if MODEL_NAME not in open_clip.list_models():
+        open_clip.add_model_config(_CONFIG_DIR / f"{MODEL_NAME}.json")
+
+
+def checkpoint_key(options: RsTinyOptions, train: RSDataset) -> str:
+    """Hash of everything that determines the trained weights."""
+    payload = json.dumps(
+        {"options": options.model_dump(exclude={"threads"}), "model": _model_config(), "data": train.fingerprint(), "v": 1},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _load_pixels(uris: list[str], preprocess) -> torch.Tensor:
+    """Decode and preprocess every training image once. Shape: (N, 3, H, W) float32."""
+    return torch.stack([preprocess(Image.open(u).convert("RGB")) for u in uris])
+
+
+def _caption_lists(train: RSDataset) -> tuple[list[str], list[list[int]]]:
+    """Image uris and, per image, the row indices of its captions (all variants)."""
+    image_ids = train.images["image_id"].to_pylist()
+    pos = {iid: i for i, iid in enumerate(image_ids)}
+    per_image: list[list[int]] = [[] for _ in image_ids]
+    for row, iid in enumerate(train.captions["image_id"].to_pylist()):
+        if iid in pos:
+            per_image[pos[iid]].append(row)
+    missing = [image_ids[i] for i, c in enumerate(per_image) if not c]
+    if missing:
+        raise ValueError(f"rs-tiny training: {len(missing)} train images have no caption, e.g. {missing[:3]}")
+    return train.images["uri"].to_pylist(), per_image
+
+
+def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path) -> dict[str, float]:
+    """Train rs-tiny on ``train`` (one split) and save its state dict to ``out_path``.
+
+    Returns training statistics (final loss, seconds, steps).
+    """
+    import open_clip
+
+    register_model_config()
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
+    tokenizer = open_clip.get_tokenizer(MODEL_NAME)
+    uris, per_image = _caption_lists(train)
+    t0 = time.perf_counter()
+    pixels = _load_pixels(uris, preprocess)
+    tokens = tokenizer(train.captions["text"].to_pylist())
+    n = len(uris)
+    bs = min(options.batch_size, n)
+    steps_per_epoch = max(1, n // bs)  # drop the last partial batch: InfoNCE needs negatives
+    total = steps_per_epoch * options.epochs
+    warmup = max(1, steps_per_epoch)
+    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))),
+    )
+    model.train()
+    loss_value = float("nan")
+    for epoch in range(options.epochs):
+        order = rng.permutation(n)
+        # thesis 5.4.2: one random caption per image per epoch, so no batch holds two captions of one image
+        chosen = np.array([per_image[i][rng.integers(len(per_image[i]))] for i in range(n)])
+        for step in range(steps_per_epoch):
+            idx = order[step * bs : (step + 1) * bs]
+            img_f = F.normalize(model.encode_image(pixels[idx]), dim=-1)
+            txt_f = F.normalize(model.encode_text(tokens[chosen[idx]]), dim=-1)
+            logits = model.logit_scale.exp() * img_f @ txt_f.T
+            labels = torch.arange(len(idx))
+            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            loss_value = float(loss)
+        log.info("rs-tiny epoch %d/%d loss %.3f", epoch + 1, options.epochs, loss_value)
+    seconds = time.perf_counter() - t0
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, out_path)  # atomic: a killed training never leaves a half-written checkpoint
+    stats = {"final_loss": loss_value, "train_seconds": seconds, "steps": float(total), "images": float(n)}
+    with open(out_path.with_suffix(".json"), "w", encoding="utf-8") as f:
+        json.dump({"options": options.model_dump(), "stats": stats}, f, indent=2)
+    return stats
+
+
+def ensure_rs_tiny(train: RSDataset, options: RsTinyOptions, cache_dir: Path) -> Path:
+    """Path of the trained rs-tiny checkpoint for (options, data); trains it when not cached."""
+    path = Path(cache_dir) / "backbones" / f"{MODEL_NAME}-{checkpoint_key(options, train)}.pt"
+    if path.exists():
+        log.info("rs-tiny: using cached weights %s", path)
+        return path
+    log.info("rs-tiny: training on %d synthrs train images (first use; cached at %s)", train.images.num_rows, path)
+    train_rs_tiny(train, options, path)
+    return path

@@ -1,0 +1,54 @@
+"""The results table: one row per (dataset, variant, backbone, mode, similarity, training) cell."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+KEY_COLUMNS = ["dataset", "variant", "backbone", "mode", "similarity", "training"]
+METRIC_COLUMNS = ["R@1", "R@5", "R@10", "mR", "I2T_R@1", "I2T_R@5", "I2T_R@10", "mR6"]
+INFO_COLUMNS = ["n_queries", "n_images", "embed_seconds", "score_seconds", "notes"]
+
+
+def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows -> DataFrame with the key columns first, then metrics, then run info."""
+    df = pd.DataFrame(rows)
+    for col in KEY_COLUMNS + METRIC_COLUMNS + INFO_COLUMNS:
+        if col not in df:
+            df[col] = None
+    extra = [c for c in df.columns if c not in KEY_COLUMNS + METRIC_COLUMNS + INFO_COLUMNS]
+    return df[KEY_COLUMNS + METRIC_COLUMNS + INFO_COLUMNS + extra]
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def to_markdown(df: pd.DataFrame, title: str = "Results", footnotes: list[str] | None = None) -> str:
+    """A Markdown table of the results (percentages with two decimals) with footnotes."""
+    cols = KEY_COLUMNS + [c for c in METRIC_COLUMNS if df[c].notna().any()] + ["n_queries", "n_images", "notes"]
+    lines = [f"# {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+    lines += ["", "R@K: % of caption queries whose gold image is in the top K (text-to-image). "
+              "mR: mean of T2I R@1/5/10 (the thesis' definition). mR6: mean of T2I and I2T R@1/5/10 "
+              "(the literature's 'mean recall'); the two are not comparable."]
+    for note in footnotes or []:
+        lines.append(f"- {note}")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(df: pd.DataFrame, out_dir: Path, footnotes: list[str] | None = None) -> dict[str, Path]:
+    """Write results.csv and results.md; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out_dir / "results.csv", "md": out_dir / "results.md"}
+    df.to_csv(paths["csv"], index=False)
+    paths["md"].write_text(to_markdown(df, footnotes=footnotes), encoding="utf-8")
+    return paths

@@ -1,0 +1,187 @@
+"""Ray Data embedding stage: images and captions -> L2-normalised vectors, cached as Parquet.
+
+The stage is a callable class for ``map_batches`` run in an actor pool (one model load per
+actor; GPU actors when ``num_gpus_per_actor`` > 0). Each actor decodes and preprocesses its batch
+with the backbone's own eval transform from the original file (never from an already-normalised
+tensor), then embeds it. Outputs are written as Parquet under
+``<cache_dir>/embeddings/<kind>-<key>/`` where the key hashes (rows embedded, backbone, checkpoint,
+preprocess); the folder is renamed into place only when complete, so a rerun reuses it and an
+interrupted run never leaves a half-written cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rsretrieval.config import EmbedConfig
+
+log = logging.getLogger(__name__)
+
+EMBEDDINGS_VERSION = 1  # bump when the stored layout or the encoding changes
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _vectors_table(ids: list[str], vectors: np.ndarray) -> pa.Table:
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+    return pa.table({"owner_id": pa.array(ids, pa.string()),
+                     "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
+
+
+class _EmbedStage:
+    """Shared actor set-up: load the backbone once per actor."""
+
+    def __init__(self, backbone_name: str, checkpoint: str | None, device: str = "auto",
+                 torch_threads: int | None = None) -> None:
+        import torch
+
+        from rsretrieval.encoders.loader import load_backbone
+        from rsretrieval.encoders.registry import get_backbone_spec
+
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.device = _resolve_device(device)
+        self.backbone = load_backbone(get_backbone_spec(backbone_name),
+                                      Path(checkpoint) if checkpoint else None, device=self.device)
+
+
+class ImageEmbedStage(_EmbedStage):
+    """``map_batches`` callable: columns image_id, uri -> owner_id, vector."""
+
+    input_columns = ("image_id", "uri")
+
+    def __init__(self, *args: Any, decode_threads: int = 4, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool = ThreadPoolExecutor(decode_threads)
+
+    def _load(self, uri: str):
+        from PIL import Image
+
+        with Image.open(uri) as im:
+            return self.backbone.preprocess(im.convert("RGB"))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        import torch
+
+        from rsretrieval.encoders.loader import encode_images
+
+        pixels = torch.stack(list(self.pool.map(self._load, [str(u) for u in batch["uri"]])))
+        vectors = encode_images(self.backbone, pixels)
+        return _vectors_table([str(i) for i in batch["image_id"]], vectors)
+
+
+class TextEmbedStage(_EmbedStage):
+    """``map_batches`` callable: columns caption_id, text -> owner_id, vector."""
+
+    input_columns = ("caption_id", "text")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        from rsretrieval.encoders.loader import encode_texts
+
+        vectors = encode_texts(self.backbone, [str(t) for t in batch["text"]])
+        return _vectors_table([str(i) for i in batch["caption_id"]], vectors)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a checkpoint file, memoised in a sidecar keyed by size and mtime (big files)."""
+    path = Path(path)
+    if path.is_dir():
+        return hashlib.sha256("|".join(sorted(
+            f"{p.name}:{file_digest(p)}" for p in path.iterdir() if p.is_file())).encode()).hexdigest()
+    st = path.stat()
+    sidecar = path.with_name(path.name + ".sha256.json")
+    try:
+        memo = json.loads(sidecar.read_text())
+        if memo["size"] == st.st_size and memo["mtime_ns"] == st.st_mtime_ns:
+            return memo["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    try:
+        sidecar.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}))
+    except OSError:
+        pass  # read-only checkpoint folder: just recompute next time
+    return digest
+
+
+def embedding_key(kind: str, table: pa.Table, columns: tuple[str, ...], backbone_name: str,
+                  checkpoint: Path | None) -> str:
+    """Cache key of one embedding table: rows, backbone, checkpoint content, preprocessing."""
+    from rsretrieval.encoders.registry import get_backbone_spec
+
+    h = hashlib.sha256()
+    h.update(json.dumps({"kind": kind, "v": EMBEDDINGS_VERSION,
+                         "spec": get_backbone_spec(backbone_name).model_dump(mode="json"),
+                         "checkpoint": file_digest(checkpoint) if checkpoint else None}, sort_keys=True).encode())
+    for col in columns:
+        h.update(json.dumps(table[col].to_pylist()).encode())
+    return h.hexdigest()[:20]
+
+
+def read_embeddings(path: Path, ids: list[str]) -> np.ndarray:
+    """Vectors of ``ids`` in that order from an embeddings folder. Shape: (len(ids), D) float32."""
+    table = pq.read_table(path)
+    col = table["vector"].combine_chunks()
+    dim = col.type.list_size
+    vectors = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    index = {oid: i for i, oid in enumerate(table["owner_id"].to_pylist())}
+    missing = [i for i in ids if i not in index]
+    if missing:
+        raise KeyError(f"{path}: {len(missing)} ids have no embedding, e.g. {missing[:3]}")
+    return vectors[[index[i] for i in ids]].astype(np.float32, copy=False)
+
+
+def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path | None,
+                cfg: EmbedConfig, cache_dir: Path) -> tuple[Path, bool]:
+    """Embed ``table`` (images: image_id, uri; captions: caption_id, text) with Ray Data.
+
+    Returns (folder of the Parquet embeddings, whether it came from the cache).
+    """
+    import ray
+
+    stage = {"images": ImageEmbedStage, "captions": TextEmbedStage}[kind]
+    key = embedding_key(kind, table, stage.input_columns, backbone_name, checkpoint)
+    final = Path(cache_dir) / "embeddings" / f"{kind}-{backbone_name}-{key}"
+    if (final / "_SUCCESS").exists():
+        log.info("embeddings %s: cached at %s", kind, final)
+        return final, True
+    tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    ds = ray.data.from_arrow(table.select(list(stage.input_columns)))
+    ds = ds.map_batches(
+        stage,
+        fn_constructor_kwargs={"backbone_name": backbone_name,
+                               "checkpoint": str(checkpoint) if checkpoint else None,
+                               "device": cfg.device, "torch_threads": cfg.torch_threads},
+        batch_size=cfg.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
+        num_gpus=cfg.num_gpus_per_actor or None,
+        batch_format="numpy",
+    )
+    ds.write_parquet(str(tmp))
+    (tmp / "_SUCCESS").write_text(json.dumps({"rows": table.num_rows, "backbone": backbone_name}))
+    if final.exists():  # a stale incomplete folder from an older layout
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final, False

@@ -1,0 +1,98 @@
+"""MLflow wiring: SQLite store under the output folder unless MLFLOW_TRACKING_URI says otherwise."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from rsretrieval.config import BenchmarkConfig, flatten
+
+log = logging.getLogger(__name__)
+
+MAX_PARAMS_PER_BATCH = 100
+MAX_PARAM_LENGTH = 6000
+
+
+def tracking_uri(cfg: BenchmarkConfig) -> str:
+    """Config value, else $MLFLOW_TRACKING_URI, else ``sqlite:///<output_dir>/mlflow.db``."""
+    if cfg.mlflow.tracking_uri:
+        return cfg.mlflow.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    out = Path(cfg.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{out / 'mlflow.db'}"
+
+
+def metric_key(*parts: str) -> str:
+    """MLflow-safe metric name from parts (MLflow forbids '@')."""
+    return "/".join(p.replace("@", "_at_") for p in parts)
+
+
+class Tracker:
+    """A thin wrapper so the pipeline logs the same way whether MLflow is on or off."""
+
+    def __init__(self, run: Any | None) -> None:
+        self.run = run
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run.info.run_id if self.run else None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        if not self.run:
+            return
+        import mlflow
+
+        items = [(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            mlflow.log_params(dict(items[i : i + MAX_PARAMS_PER_BATCH]))
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        if self.run and metrics:
+            import mlflow
+
+            mlflow.log_metrics(metrics)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if not self.run:
+            return
+        import mlflow
+
+        if Path(path).is_dir():
+            mlflow.log_artifacts(str(path), artifact_path)
+        else:
+            mlflow.log_artifact(str(path), artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.run:
+            import mlflow
+
+            mlflow.set_tags(tags)
+
+
+@contextmanager
+def mlflow_run(cfg: BenchmarkConfig) -> Iterator[Tracker]:
+    """Start an MLflow run named ``cfg.run_name`` with the flattened config as params."""
+    if not cfg.mlflow.enabled:
+        yield Tracker(None)
+        return
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is None:
+        # with a database store MLflow would put artifacts under ./mlruns of whatever the cwd is
+        artifacts = (Path(cfg.output_dir).resolve() / "mlartifacts").as_uri() if uri.startswith("sqlite") else None
+        exp_id = mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
+    else:
+        exp_id = exp.experiment_id
+    with mlflow.start_run(experiment_id=exp_id, run_name=cfg.run_name) as run:
+        tracker = Tracker(run)
+        tracker.log_params(flatten(cfg.model_dump(mode="json")))
+        log.info("MLflow run %s at %s", run.info.run_id, uri)
+        yield tracker

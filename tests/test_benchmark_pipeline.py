@@ -1,0 +1,70 @@
+"""End to end in-process: quick embedded benchmark on a local Ray, results + per-query + MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from rsretrieval.config import load_config
+from tests.conftest import QUICK_CONFIG
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory, session_cache: Path, ray_local):
+    from rsretrieval.pipelines.benchmark import run_benchmark
+
+    out = tmp_path_factory.mktemp("runs")
+    cfg = load_config(QUICK_CONFIG, [f"output_dir={out}", f"cache_dir={session_cache}"])
+    return cfg, run_benchmark(cfg)
+
+
+def test_results_table(quick_run) -> None:
+    cfg, res = quick_run
+    df = pd.read_csv(res.results_csv)
+    assert set(df["variant"]) == {"original", "fine_grained"}
+    assert set(df["mode"]) == {"v2v"}
+    for col in ["R@1", "R@5", "R@10", "mR", "I2T_R@1", "mR6"]:
+        assert df[col].between(0, 100).all()
+    row = df.iloc[0]
+    assert row["mR"] == pytest.approx((row["R@1"] + row["R@5"] + row["R@10"]) / 3, abs=1e-6)
+    assert (df["notes"].str.contains("synthetic")).all()
+    md = res.results_md.read_text()
+    assert "procedural synthetic dataset" in md and "| synthrs |" in md
+
+
+def test_per_query_ranks_agree_with_table(quick_run) -> None:
+    cfg, res = quick_run
+    df = pd.read_csv(res.results_csv)
+    for _, row in df.iterrows():
+        pq_path = res.run_dir / "per_query" / f"synthrs__{row['variant']}__rs-tiny__v2v.parquet"
+        t = pq.read_table(pq_path).to_pandas()
+        assert len(t) == row["n_queries"]
+        assert 100 * (t["rank"] <= 5).mean() == pytest.approx(row["R@5"])
+        top1_hit = t.apply(lambda r: r["topk_image_ids"][0] == r["gold_image_id"], axis=1)
+        assert (top1_hit == (t["rank"] == 1)).all()
+
+
+def test_mlflow_run_holds_params_metrics_artifacts(quick_run) -> None:
+    import mlflow
+
+    cfg, res = quick_run
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{cfg.output_dir.resolve() / 'mlflow.db'}")
+    run = client.get_run(res.mlflow_run_id)
+    assert run.data.params["embed.batch_size"] == "32"
+    assert "synthrs/fine_grained/rs-tiny/v2v/mR" in run.data.metrics
+    arts = {a.path for a in client.list_artifacts(res.mlflow_run_id)}
+    assert {"results.csv", "results.md", "per_query"} <= arts
+
+
+def test_rerun_reuses_embeddings(quick_run, session_cache: Path, tmp_path: Path) -> None:
+    from rsretrieval.pipelines.benchmark import run_benchmark
+
+    cfg = load_config(QUICK_CONFIG, [f"output_dir={tmp_path}", f"cache_dir={session_cache}", "mlflow.enabled=false"])
+    again = run_benchmark(cfg)
+    assert all(r["embeddings_cached"] for r in again.rows)
+    first = pd.read_csv(quick_run[1].results_csv)
+    second = pd.read_csv(again.results_csv)
+    pd.testing.assert_series_equal(first["mR"], second["mR"])

@@ -1,0 +1,58 @@
+"""A real local Ray head (`ray start --head`) and `ray job submit` of the main job."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import QUICK_CONFIG, REPO
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory: pytest.TempPathFactory):
+    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    temp = tmp_path_factory.mktemp("rayhead")
+    dash = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [ray_bin, "start", "--head", "--port", str(_free_port()), "--dashboard-port", str(dash),
+             "--dashboard-host", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "true",
+             "--temp-dir", str(temp), "--disable-usage-stats"]
+    subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
+    yield ray_bin, f"http://127.0.0.1:{dash}", env
+    subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_ray_job_submit_full_benchmark(ray_head, tmp_path: Path, session_cache: Path) -> None:
+    import mlflow
+
+    ray_bin, address, env = ray_head
+    out = tmp_path / "runs"
+    cmd = [ray_bin, "job", "submit", "--address", address, "--submission-id", f"rsr-test-{int(time.time())}",
+           "--runtime-env-json", f'{{"env_vars": {{"RSR_CACHE_DIR": "{session_cache}"}}}}',
+           "--", sys.executable, str(REPO / "rayjobs" / "full_benchmark.py"),
+           "--config", str(QUICK_CONFIG), "--output-dir", str(out), "--run-name", "submitted"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "SUCCEEDED" in proc.stdout + proc.stderr
+    df = pd.read_csv(out / "submitted" / "results.csv")
+    assert len(df) == 2 and df["mR"].notna().all()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out.resolve() / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("rsretrieval-benchmark")
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.run_name for r in runs] == ["submitted"]
+    assert runs[0].info.status == "FINISHED"
+    assert runs[0].data.metrics["synthrs/original/rs-tiny/v2v/R_at_1"] == pytest.approx(df.loc[df.variant == "original", "R@1"].iloc[0])
