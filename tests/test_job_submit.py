@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -27,7 +28,9 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory):
     ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
     temp = tmp_path_factory.mktemp("rayhead")
     dash = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # token authentication stays on (Ray's default); the test's head and client share a fresh token
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     start = [ray_bin, "start", "--head", "--port", str(_free_port()), "--dashboard-port", str(dash),
              "--dashboard-host", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "true",
              "--temp-dir", str(temp), "--disable-usage-stats"]

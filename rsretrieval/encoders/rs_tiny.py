@@ -37,14 +37,6 @@ def _model_config() -> dict:
         return json.load(f)
 
 
-def register_model_config() -> None:
-    """Make ``rs-tiny`` known to open_clip (idempotent)."""
-    import open_clip
-
-    if MODEL_NAME not in open_clip.list_models():
-        open_clip.add_model_config(_CONFIG_DIR / f"{MODEL_NAME}.json")
-
-
 def checkpoint_key(options: RsTinyOptions, train: RSDataset) -> str:
     """Hash of everything that determines the trained weights."""
     payload = json.dumps(
@@ -80,7 +72,9 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path) -> d
     """
     import open_clip
 
-    register_model_config()
+    from rsretrieval.encoders.loader import ensure_model_configs
+
+    ensure_model_configs()
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     if options.threads:
