@@ -11,6 +11,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+# run as a script (also under `ray job submit --working-dir .`): import the checkout this file is in
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from rsretrieval.config import EmbedConfig, SynthRSOptions, default_cache_dir
 
 

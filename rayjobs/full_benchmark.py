@@ -10,7 +10,12 @@ All logic lives in ``rsretrieval`` (``rsretrieval.cli.benchmark_main``); ``rsret
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
+
+# run as a script (also under `ray job submit --working-dir .`): import the checkout this file is in
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rsretrieval.cli import benchmark_main
 

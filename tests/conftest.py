@@ -21,11 +21,22 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """A local Ray instance for in-process pipeline tests (2 CPUs, no dashboard)."""
+def _ray_session_shutdown():
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_local(_ray_session_shutdown):
+    """A local Ray instance for in-process pipeline tests (2 CPUs, no dashboard).
+
+    Started on first use and kept for the session; re-started if a test (the `ray start --head`
+    one) shut it down.
+    """
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield ray
-    ray.shutdown()
+        ray.init(address="local", num_cpus=2, include_dashboard=False)
+    return ray

@@ -59,6 +59,14 @@ def test_mlflow_run_holds_params_metrics_artifacts(quick_run) -> None:
     assert {"results.csv", "results.md", "per_query"} <= arts
 
 
+def test_mlflow_store_does_not_leak_into_environment(quick_run) -> None:
+    """mlflow.set_tracking_uri exports $MLFLOW_TRACKING_URI; a later `ray start` would inherit it."""
+    import os
+
+    cfg, _ = quick_run
+    assert str(cfg.output_dir.resolve()) not in os.environ.get("MLFLOW_TRACKING_URI", "")
+
+
 def test_rerun_reuses_embeddings(quick_run, session_cache: Path, tmp_path: Path) -> None:
     from rsretrieval.pipelines.benchmark import run_benchmark
 

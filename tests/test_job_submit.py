@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -25,11 +26,17 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory: pytest.TempPathFactory):
+    import ray
+
+    # `ray stop --force` below stops every Ray process of this user, so leave no in-process
+    # instance behind that later tests would find dead (the `ray_local` fixture re-inits one)
+    ray.shutdown()
     ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
     temp = tmp_path_factory.mktemp("rayhead")
     dash = _free_port()
     # token authentication stays on (Ray's default); the test's head and client share a fresh token
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     start = [ray_bin, "start", "--head", "--port", str(_free_port()), "--dashboard-port", str(dash),
              "--dashboard-host", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "true",
@@ -44,13 +51,23 @@ def test_ray_job_submit_full_benchmark(ray_head, tmp_path: Path, session_cache: 
 
     ray_bin, address, env = ray_head
     out = tmp_path / "runs"
-    cmd = [ray_bin, "job", "submit", "--address", address, "--submission-id", f"rsr-test-{int(time.time())}",
+    # as the README says: ship the checkout as the working dir, so it runs whether or not (or
+    # where) rsretrieval is pip-installed on the cluster
+    cmd = [ray_bin, "job", "submit", "--address", address, "--working-dir", str(REPO),
            "--runtime-env-json", f'{{"env_vars": {{"RSR_CACHE_DIR": "{session_cache}"}}}}',
-           "--", sys.executable, str(REPO / "rayjobs" / "full_benchmark.py"),
+           "--", sys.executable, "rayjobs/full_benchmark.py",
            "--config", str(QUICK_CONFIG), "--output-dir", str(out), "--run-name", "submitted"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
+    # the head's job agent registers a few seconds after `ray start` returns; the submit is refused
+    # ("No available agent") until then, so retry only that refusal
+    deadline = time.monotonic() + 120
+    while True:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
+        if "No available agent" not in proc.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "SUCCEEDED" in proc.stdout + proc.stderr
+    log = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)  # the CLI colours its status lines
+    assert "succeeded" in log.lower(), log[-3000:]
     df = pd.read_csv(out / "submitted" / "results.csv")
     assert len(df) == 2 and df["mR"].notna().all()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out.resolve() / 'mlflow.db'}")

@@ -114,7 +114,7 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path) -> d
             sched.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0, math.log(100))
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
         log.info("rs-tiny epoch %d/%d loss %.3f", epoch + 1, options.epochs, loss_value)
     seconds = time.perf_counter() - t0
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,20 @@ def mlflow_run(cfg: BenchmarkConfig) -> Iterator[Tracker]:
     import mlflow
 
     uri = tracking_uri(cfg)
+    # set_tracking_uri also exports $MLFLOW_TRACKING_URI; put that back afterwards so this run's
+    # store does not leak into child processes (a Ray head started later would inherit it)
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    try:
+        yield from _run_in(mlflow, cfg, uri)
+    finally:
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+
+
+def _run_in(mlflow: Any, cfg: BenchmarkConfig, uri: str) -> Iterator[Tracker]:
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is None:
         # with a database store MLflow would put artifacts under ./mlruns of whatever the cwd is
