@@ -14,7 +14,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DatasetFormat = Literal["synthrs", "karpathy", "nwpu", "precomp", "custom", "harma"]
-Mode = Literal["v2v"]
+Mode = Literal["v2v", "v2s", "s2v", "s2s"]
+CropMethod = Literal["uniform", "regions"]
+SCENE_IMAGE_MODES = ("v2s", "s2s")  # modes that use image scenes (one result per crop method)
+SCENE_TEXT_MODES = ("s2v", "s2s")  # modes that use text scenes
 
 
 def default_cache_dir() -> Path:
@@ -56,7 +59,7 @@ class DatasetConfig(_Strict):
 class RsTinyOptions(_Strict):
     """Training of the embedded backbone ``rs-tiny`` on the synthrs train split (cached by config hash)."""
 
-    epochs: int = Field(30, description="Epochs over the synthrs train split; one random caption per image per epoch")
+    epochs: int = Field(10, description="Epochs over the synthrs train split (10: ~4-5 min on 2 CPU cores); one random caption per image per epoch")
     batch_size: int = Field(128, description="Images per batch (InfoNCE over the batch)")
     lr: float = Field(2e-3, description="Peak AdamW learning rate (cosine schedule with warm-up)")
     weight_decay: float = Field(0.05, description="AdamW weight decay")
@@ -96,6 +99,71 @@ class EvalConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device of the scoring matmuls")
 
 
+class UniformCropConfig(_Strict):
+    """Uniform cropping with overlap (UC, thesis sec. 4.2.2)."""
+
+    grid: int = Field(3, ge=1, description="Patches per side: grid x grid crops (3 -> 9 crops + the full image)")
+    overlap: float = Field(0.2, ge=0.0, lt=1.0, description="Overlap of neighbouring patches as a fraction of a patch side")
+
+
+class RegionCropConfig(_Strict):
+    """Segment boxes clustered into regions (SAM-based cropping, SC; thesis sec. 4.2.2)."""
+
+    segmenter: Literal["auto", "sam2", "felzenszwalb", "slic"] = Field(
+        "auto", description="auto = sam2 when sam2_checkpoint is set, else felzenszwalb (recorded as method 'segments')")
+    sam2_checkpoint: Path | None = Field(None, description="SAM 2 checkpoint file, e.g. sam2.1_hiera_tiny.pt")
+    sam2_config: str = Field("configs/sam2.1/sam2.1_hiera_t.yaml", description="sam2 model config matching the checkpoint")
+    sam2_points_per_side: int = Field(16, description="SAM 2 automatic mask generator: point grid per side")
+    sam2_points_per_batch: int = Field(64, description="SAM 2 points decoded per batch (memory vs speed)")
+    sam2_pred_iou_thresh: float = Field(0.7, description="SAM 2: drop masks with lower predicted IoU")
+    sam2_stability_score_thresh: float = Field(0.85, description="SAM 2: drop masks with lower stability score")
+    sam2_max_side: int = Field(1024, description="Images are downscaled to this side before SAM 2 (boxes map back)")
+    segment_max_side: int = Field(512, description="Images are downscaled to this side before the classical segmenter")
+    felzenszwalb_scale: float = Field(300.0, description="Felzenszwalb: higher = larger segments")
+    felzenszwalb_sigma: float = Field(0.8, description="Felzenszwalb: Gaussian pre-smoothing")
+    felzenszwalb_min_size: int = Field(40, description="Felzenszwalb: minimum segment size in pixels")
+    slic_segments: int = Field(48, description="SLIC: approximate number of superpixels")
+    max_regions: int = Field(9, ge=1, description="At most this many aggregated regions per image (plus the full image)")
+    min_area_frac: float = Field(0.002, description="Segment boxes smaller than this fraction of the image are dropped")
+    max_area_frac: float = Field(0.9, description="Boxes/regions larger than this fraction are dropped (the full image covers them)")
+    merge_distance: float = Field(0.25, description="Cluster cut (complete linkage): box centres of one region lie within this image-normalised distance")
+    min_side_frac: float = Field(0.15, description="Regions are grown to at least this fraction of each image side")
+
+    _paths = field_validator("sam2_checkpoint", mode="before")(lambda cls, v: _expand(v))
+
+
+class ImageScenesConfig(_Strict):
+    """Image scenes: the full image (meta-scene) plus crops, cut from the original-resolution file."""
+
+    methods: list[CropMethod] = Field(default_factory=lambda: ["uniform", "regions"],
+                                      description="Crop methods benchmarked in V2S/S2S (one result column each)")
+    include_full: bool = Field(True, description="Keep the full image as scene 0 (the thesis' meta-scene)")
+    uniform: UniformCropConfig = Field(default_factory=UniformCropConfig, description="Uniform grid with overlap")
+    regions: RegionCropConfig = Field(default_factory=RegionCropConfig, description="Segment boxes -> regions")
+    concurrency: int = Field(1, description="Segmenting actors (SAM 2 on GPU: one per GPU)")
+    num_gpus_per_actor: float = Field(0.0, description="GPUs reserved per segmenting actor")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device of SAM 2")
+
+
+class TextScenesConfig(_Strict):
+    """Text scenes (thesis sec. 4.3.2, prompt A.1.4): self-contained sub-scenes of a caption."""
+
+    generator: Literal["split"] = Field("split", description="'split': the offline deterministic sentence/clause splitter")
+    max_scenes: int = Field(6, ge=1, description="At most this many scenes per caption (A.1.4: 6)")
+    include_full: bool = Field(True, description="Keep the whole caption as scene 0; it is always kept when no scene results")
+    short_caption_words: int = Field(12, description="Splitter: single-sentence captions under this many words give no scenes")
+    min_scene_words: int = Field(4, description="Splitter: fragments shorter than this join their neighbour")
+    max_scene_words: int = Field(30, description="Splitter: longer sentences are split at clause boundaries")
+
+
+class LateInteractionConfig(_Strict):
+    """Scene matching (thesis eq. 2)."""
+
+    aggregation: Literal["max-mean", "mean-mean"] = Field(
+        "max-mean", description="max-mean = Q-MAM (max over document vectors, mean over query vectors); mean-mean = mean of all pairs")
+    chunk_size: int = Field(256, description="Queries scored per block (memory: chunk x query scenes x images x image scenes)")
+
+
 class MLflowConfig(_Strict):
     """Experiment tracking."""
 
@@ -125,11 +193,15 @@ class BenchmarkConfig(_Strict):
         default_factory=lambda: [BackboneConfig(name="rs-tiny")],
         description="Backbones to benchmark (default: the embedded rs-tiny, trained on first use)",
     )
-    modes: list[Mode] = Field(default_factory=lambda: ["v2v"], description="Matching modes to run")
+    modes: list[Mode] = Field(default_factory=lambda: ["v2v", "v2s", "s2v", "s2s"],
+                              description="Matching modes: v2v (global vectors), v2s/s2v/s2s (scene sets, Q-MAM)")
     variants: list[str] = Field(
         default_factory=lambda: ["original", "fine_grained"],
         description="Caption variants to evaluate when the dataset has them",
     )
+    image_scenes: ImageScenesConfig = Field(default_factory=ImageScenesConfig, description="Image crops for V2S/S2S")
+    text_scenes: TextScenesConfig = Field(default_factory=TextScenesConfig, description="Caption scenes for S2V/S2S")
+    late_interaction: LateInteractionConfig = Field(default_factory=LateInteractionConfig, description="Scene scoring")
     embed: EmbedConfig = Field(default_factory=EmbedConfig, description="Embedding stage")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Scoring and metrics")
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig, description="Experiment tracking")

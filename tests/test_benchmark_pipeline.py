@@ -35,6 +35,30 @@ def test_results_table(quick_run) -> None:
     assert "procedural synthetic dataset" in md and "| synthrs |" in md
 
 
+def chance_mR(n_images: int) -> float:
+    """mR of a random ranking with one gold image per query."""
+    return 100 * sum(min(k, n_images) / n_images for k in (1, 5, 10)) / 3
+
+
+def test_briefly_trained_rs_tiny_beats_chance(quick_run) -> None:
+    """Even 3 epochs on 256 images must put fine-grained V2V above a random ranking."""
+    _, res = quick_run
+    df = pd.read_csv(res.results_csv).set_index("variant")
+    fine = df.loc["fine_grained"]
+    assert fine["mR"] > 1.5 * chance_mR(int(fine["n_images"])), fine["mR"]
+
+
+@pytest.mark.slow
+def test_default_rs_tiny_far_above_chance(session_cache: Path, tmp_path: Path, ray_local) -> None:
+    """The embedded default (10 epochs on 2000 images, a few CPU minutes) on the 300-image test split."""
+    from rsretrieval.pipelines.benchmark import run_benchmark
+
+    cfg = load_config(None, [f"output_dir={tmp_path}", f"cache_dir={session_cache}", "mlflow.enabled=false"])
+    df = pd.read_csv(run_benchmark(cfg).results_csv).set_index("variant")
+    for variant in ("original", "fine_grained"):
+        assert df.loc[variant, "mR"] > 5 * chance_mR(300), (variant, df.loc[variant, "mR"])
+
+
 def test_per_query_ranks_agree_with_table(quick_run) -> None:
     cfg, res = quick_run
     df = pd.read_csv(res.results_csv)
