@@ -69,10 +69,10 @@ def test_ray_job_submit_full_benchmark(ray_head, tmp_path: Path, session_cache: 
     log = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)  # the CLI colours its status lines
     assert "succeeded" in log.lower(), log[-3000:]
     df = pd.read_csv(out / "submitted" / "results.csv")
-    assert len(df) == 2 and df["mR"].notna().all()
+    assert len(df) == 12 and df["mR"].notna().all()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out.resolve() / 'mlflow.db'}")
     exp = client.get_experiment_by_name("rsretrieval-benchmark")
     runs = client.search_runs([exp.experiment_id])
     assert [r.info.run_name for r in runs] == ["submitted"]
     assert runs[0].info.status == "FINISHED"
-    assert runs[0].data.metrics["synthrs/original/rs-tiny/v2v/R_at_1"] == pytest.approx(df.loc[df.variant == "original", "R@1"].iloc[0])
+    assert runs[0].data.metrics["synthrs/original/rs-tiny/v2v/R_at_1"] == pytest.approx(df.loc[(df.variant == "original") & (df["mode"] == "v2v"), "R@1"].iloc[0])

@@ -29,6 +29,8 @@ class PackedVectors:
     offsets: torch.Tensor
 
     def __post_init__(self) -> None:
+        if not isinstance(self.vectors, torch.Tensor):
+            self.vectors = torch.as_tensor(np.asarray(self.vectors, dtype=np.float32))
         self.offsets = torch.as_tensor(self.offsets, dtype=torch.int64)
         if self.offsets[0] != 0 or self.offsets[-1] != len(self.vectors) or (self.offsets.diff() < 1).any():
             raise ValueError("offsets must start at 0, end at len(vectors) and give every item >= 1 vector")

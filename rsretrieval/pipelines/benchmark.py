@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from rsretrieval.config import BackboneConfig, BenchmarkConfig, RayConfig
+from rsretrieval.config import SCENE_IMAGE_MODES, SCENE_TEXT_MODES, BackboneConfig, BenchmarkConfig, RayConfig
 from rsretrieval.data.registry import duplicate_summary, evaluation_split, load_dataset, load_synthrs_dataset
 from rsretrieval.data.schema import RSDataset
 from rsretrieval.evaluation.retrieval import evaluate_cell, gold_indices, per_query_table
@@ -77,17 +78,76 @@ def _scoring_device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
-def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, bcfg: BackboneConfig, tracker: Tracker,
-                  per_query_dir: Path, synthetic: bool) -> list[dict[str, Any]]:
-    """Embed one dataset split with one backbone and evaluate every variant and mode."""
+@dataclass
+class DatasetScenes:
+    """Scene tables of one dataset split, shared by every backbone (boxes do not depend on it)."""
+
+    image: dict[str, pa.Table]  # crop method -> image_scenes table
+    text: pa.Table | None  # text_scenes of every caption
+    crop_names: dict[str, str]  # crop method -> name in the results ('uniform', 'segments', 'sam2')
+
+
+def prepare_scenes(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetScenes:
+    """Compute (or load cached) image scenes per crop method and text scenes, as the modes need."""
+    from rsretrieval.pipelines.scenes import image_scenes, text_scenes
+    from rsretrieval.scenes.segmenters import region_method
+
+    image, names = {}, {}
+    if any(m in SCENE_IMAGE_MODES for m in cfg.modes):
+        for method in cfg.image_scenes.methods:
+            image[method] = image_scenes(ds.images, method, cfg.image_scenes, cfg.cache_dir)
+            names[method] = "uniform" if method == "uniform" else region_method(cfg.image_scenes.regions)
+    text = text_scenes(ds.captions, cfg.text_scenes, cfg.cache_dir) if any(m in SCENE_TEXT_MODES for m in cfg.modes) else None
+    return DatasetScenes(image, text, names)
+
+
+def scene_notes(cfg: BenchmarkConfig, scenes: DatasetScenes) -> list[str]:
+    """Footnotes that say how scenes were made (so a table never hides an offline stand-in)."""
+    notes = []
+    if scenes.text is not None:
+        n_caps = len(set(scenes.text["caption_id"].to_pylist()))
+        gen = [s for s in set(scenes.text["source"].to_pylist()) if s != "full"]
+        with_scenes = len({c for c, s in zip(scenes.text["caption_id"].to_pylist(), scenes.text["source"].to_pylist())
+                           if s != "full"})
+        notes.append(f"text scenes: {', '.join(gen) or cfg.text_scenes.generator} (offline sentence splitter unless "
+                     f"named gemini); {with_scenes}/{n_caps} captions split, the rest kept whole")
+    if scenes.crop_names.get("regions") == "segments":
+        notes.append("regions crops: classical Felzenszwalb segments (no SAM 2 checkpoint configured), clustered into regions")
+    return notes
+
+
+def _cells(cfg: BenchmarkConfig) -> list[tuple[str, str | None]]:
+    """(mode, crop method or None) of every configured cell, in the order of the config."""
+    out: list[tuple[str, str | None]] = []
+    for mode in cfg.modes:
+        out += [(mode, m) for m in cfg.image_scenes.methods] if mode in SCENE_IMAGE_MODES else [(mode, None)]
+    return out
+
+
+def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bcfg: BackboneConfig,
+                  tracker: Tracker, per_query_dir: Path, synthetic: bool) -> list[dict[str, Any]]:
+    """Embed one dataset split with one backbone and evaluate every variant, mode and crop method."""
+    from rsretrieval.matching.late_interaction import LateInteractionScorer, PackedVectors
+    from rsretrieval.pipelines.scenes import embed_image_scenes, embed_text_scenes, read_packed
+
     checkpoint = resolve_checkpoint(bcfg, cfg)
     t0 = time.perf_counter()
     img_dir, img_cached = embed_table("images", ds.images, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
     cap_dir, cap_cached = embed_table("captions", ds.captions, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
-    embed_seconds = time.perf_counter() - t0
     image_ids = ds.images["image_id"].to_pylist()
     img_vec = read_embeddings(img_dir, image_ids)
+    img_sets: dict[str, PackedVectors] = {}
+    for method, table in scenes.image.items():
+        path, cached = embed_image_scenes(ds.images, table, method, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
+        img_sets[method] = read_packed(path, image_ids, table, "image_id")
+        img_cached &= cached
+    txt_dir = None
+    if scenes.text is not None:
+        txt_dir, cached = embed_text_scenes(scenes.text, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
+        cap_cached &= cached
+    embed_seconds = time.perf_counter() - t0
     device = _scoring_device(cfg.eval.device)
+    agg = cfg.late_interaction.aggregation
     rows = []
     for variant in cfg.variants:
         caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
@@ -96,30 +156,49 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, bcfg: BackboneConfig, tra
             continue
         cap_ids = caps["caption_id"].to_pylist()
         cap_vec = read_embeddings(cap_dir, cap_ids)
+        txt_set = read_packed(txt_dir, cap_ids, scenes.text, "caption_id") if txt_dir else None
         gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
-        for mode in cfg.modes:  # only v2v exists so far; other modes plug in here
-            t2i = CosineScorer(cap_vec, img_vec, device)
-            i2t = CosineScorer(img_vec, cap_vec, device) if cfg.eval.i2t else None
-            cell = evaluate_cell(t2i, gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
-                                 cfg.eval.top_k_saved, i2t)
-            keys = {"dataset": ds.name, "variant": variant, "backbone": bcfg.name, "mode": mode,
-                    "similarity": "cosine", "training": "none"}
-            notes = []
-            if synthetic:
-                notes.append("synthetic data")
-            if bcfg.name == "rs-tiny":
-                notes.append("embedded rs-tiny")
+        for mode, method in _cells(cfg):
+            if mode == "v2v":
+                q, d = cap_vec, img_vec
+                make = lambda a, b: CosineScorer(a, b, device)  # noqa: E731
+            else:
+                q = txt_set if mode in SCENE_TEXT_MODES else PackedVectors.singletons(cap_vec)
+                d = img_sets[method] if mode in SCENE_IMAGE_MODES else PackedVectors.singletons(img_vec)
+                make = lambda a, b: LateInteractionScorer(a, b, agg, device)  # noqa: E731
+            cell = evaluate_cell(make(q, d), gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
+                                 cfg.eval.top_k_saved, make(d, q) if cfg.eval.i2t else None)
+            crops = scenes.crop_names[method] if method else "-"
+            keys = {"dataset": ds.name, "variant": variant, "backbone": bcfg.name, "mode": mode, "crops": crops,
+                    "similarity": "cosine" if mode == "v2v" else agg, "training": "none"}
+            notes = (["synthetic data"] if synthetic else []) + (["embedded rs-tiny"] if bcfg.name == "rs-tiny" else [])
             row = {**keys, **cell.metrics(), "n_queries": len(cap_ids), "n_images": len(image_ids),
+                   "query_vectors": _mean_size(q), "image_vectors": _mean_size(d),
                    "embed_seconds": embed_seconds, "embeddings_cached": img_cached and cap_cached,
                    "notes": "; ".join(notes)}
             rows.append(row)
             pq.write_table(per_query_table(cap_ids, gold, image_ids, cell.ranks, keys),
-                           per_query_dir / f"{ds.name}__{variant}__{bcfg.name}__{mode}.parquet")
-            tracker.log_metrics({metric_key(ds.name, variant, bcfg.name, mode, k): float(v)
+                           per_query_dir / f"{per_query_name(keys)}.parquet")
+            tracker.log_metrics({metric_key(ds.name, variant, bcfg.name, cell_name(mode, crops), k): float(v)
                                  for k, v in cell.metrics().items() if v == v})
             log.info("%s/%s/%s/%s: R@1 %.2f R@5 %.2f R@10 %.2f mR %.2f", ds.name, variant, bcfg.name,
-                     mode, cell.t2i[1], cell.t2i[5], cell.t2i[10], cell.mR)
+                     cell_name(mode, crops), cell.t2i[1], cell.t2i[5], cell.t2i[10], cell.mR)
     return rows
+
+
+def cell_name(mode: str, crops: str) -> str:
+    """'v2v', 's2v', or 'v2s-uniform' / 's2s-segments': the mode with its crop method."""
+    return mode if crops == "-" else f"{mode}-{crops}"
+
+
+def per_query_name(keys: dict[str, str]) -> str:
+    """File stem of a cell's per-query Parquet."""
+    return "__".join([keys["dataset"], keys["variant"], keys["backbone"], cell_name(keys["mode"], keys["crops"])])
+
+
+def _mean_size(x: Any) -> float:
+    """Mean vectors per item: 1 for a plain matrix, the mean set size for packed scene sets."""
+    return float(x.sizes.float().mean()) if hasattr(x, "sizes") else 1.0
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
@@ -144,10 +223,12 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                                  "each is still its own query")
             if dcfg.format == "synthrs":
                 footnotes.append(SYNTHETIC_NOTE)
+            scenes = prepare_scenes(cfg, ds)
+            footnotes += scene_notes(cfg, scenes)
             for bcfg in cfg.backbones:
                 if bcfg.name == "rs-tiny":
                     footnotes.append(RS_TINY_NOTE)
-                rows.extend(_run_backbone(cfg, ds, bcfg, tracker, per_query_dir, dcfg.format == "synthrs"))
+                rows.extend(_run_backbone(cfg, ds, scenes, bcfg, tracker, per_query_dir, dcfg.format == "synthrs"))
         footnotes = list(dict.fromkeys(footnotes))
         df = results_frame(rows)
         paths = write_results(df, run_dir, footnotes)

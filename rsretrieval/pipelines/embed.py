@@ -154,14 +154,15 @@ def read_embeddings(path: Path, ids: list[str]) -> np.ndarray:
 
 
 def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path | None,
-                cfg: EmbedConfig, cache_dir: Path) -> tuple[Path, bool]:
-    """Embed ``table`` (images: image_id, uri; captions: caption_id, text) with Ray Data.
+                cfg: EmbedConfig, cache_dir: Path, stage: type[_EmbedStage] | None = None) -> tuple[Path, bool]:
+    """Embed ``table`` with Ray Data: the columns of ``stage.input_columns`` (images: image_id, uri;
+    captions and text scenes: caption_id, text; ``stage`` given for other kinds).
 
     Returns (folder of the Parquet embeddings, whether it came from the cache).
     """
     import ray
 
-    stage = {"images": ImageEmbedStage, "captions": TextEmbedStage}[kind]
+    stage = stage or {"images": ImageEmbedStage, "captions": TextEmbedStage, "text_scenes": TextEmbedStage}[kind]
     key = embedding_key(kind, table, stage.input_columns, backbone_name, checkpoint)
     final = Path(cache_dir) / "embeddings" / f"{kind}-{backbone_name}-{key}"
     if (final / "_SUCCESS").exists():

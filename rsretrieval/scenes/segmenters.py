@@ -108,6 +108,11 @@ class Sam2Segmenter:
         return _rescale(boxes, factor, image.width, image.height)
 
 
+def region_method(cfg: RegionCropConfig) -> str:
+    """The ``method`` that region crops of this config record: 'sam2' or 'segments'."""
+    return "sam2" if cfg.segmenter == "sam2" or (cfg.segmenter == "auto" and cfg.sam2_checkpoint) else "segments"
+
+
 def make_segmenter(cfg: RegionCropConfig, device: str = "cpu") -> Segmenter:
     """The configured segmenter; ``auto`` = SAM 2 when a checkpoint is given, else Felzenszwalb."""
     choice = cfg.segmenter
