@@ -27,6 +27,16 @@ def test_batched_scorer_matches_per_pair_loop(aggregation: str) -> None:
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
+def test_equal_size_fast_path_matches_per_pair_loop() -> None:
+    rng = np.random.default_rng(5)
+    qs = [rng.standard_normal((3, 8)).astype(np.float32) for _ in range(6)]
+    ds = [rng.standard_normal((4, 8)).astype(np.float32) for _ in range(5)]
+    scorer = LateInteractionScorer(PackedVectors.from_lists(qs), PackedVectors.from_lists(ds))
+    assert scorer.doc_bias is None
+    want = torch.tensor([[late_interaction_reference(torch.from_numpy(q), torch.from_numpy(d)) for d in ds] for q in qs])
+    torch.testing.assert_close(scorer(0, 6), want, atol=1e-5, rtol=1e-5)
+
+
 def test_padding_is_minus_inf_not_zero() -> None:
     """A document whose every similarity is negative must score negative, not 0 from a padded slot."""
     q = np.array([[1.0, 0.0]], dtype=np.float32)

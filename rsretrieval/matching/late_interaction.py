@@ -63,9 +63,12 @@ class PackedVectors:
         end = len(self) if end is None else end
         sizes = self.sizes[start:end]
         n, lmax, dim = end - start, int(sizes.max()), self.vectors.shape[1]
+        rows = self.vectors[self.offsets[start] : self.offsets[end]]
+        if int(sizes.min()) == lmax:  # equal sizes (e.g. uniform crops): a view, no copy
+            return rows.view(n, lmax, dim), torch.ones((n, lmax), dtype=torch.bool)
         mask = torch.arange(lmax)[None, :] < sizes[:, None]
         out = self.vectors.new_zeros((n, lmax, dim))
-        out[mask] = self.vectors[self.offsets[start] : self.offsets[end]]
+        out[mask.to(out.device)] = rows
         return out, mask
 
     def means(self) -> torch.Tensor:
@@ -107,16 +110,21 @@ class LateInteractionScorer:
         padded, mask = docs.padded()
         self.doc_slots = padded.shape[1]
         self.doc_matrix_t = padded.reshape(-1, padded.shape[2]).T.contiguous()  # (D, n_docs * L)
-        self.doc_bias = torch.zeros(mask.numel(), device=device)
-        self.doc_bias[~mask.reshape(-1).to(device)] = float("-inf")
+        self.doc_bias = None  # equal-size document sets need no padding bias: a plain GEMM
+        if not bool(mask.all()):
+            self.doc_bias = torch.zeros(mask.numel(), device=device)
+            self.doc_bias[~mask.reshape(-1).to(device)] = float("-inf")
 
     def __call__(self, start: int, end: int) -> torch.Tensor:
         if self.aggregation == "mean-mean":
             return self.query_means[start:end] @ self.doc_means.T
         q, qmask = self.queries.padded(start, end)  # (n, Lq, D), (n, Lq)
         n, lq, dim = q.shape
-        sims = torch.addmm(self.doc_bias, q.reshape(n * lq, dim), self.doc_matrix_t)  # (n*Lq, n_docs*L)
+        flat = q.reshape(n * lq, dim)
+        sims = flat @ self.doc_matrix_t if self.doc_bias is None else torch.addmm(self.doc_bias, flat, self.doc_matrix_t)
         best = sims.view(n * lq, self.n_docs, self.doc_slots).amax(dim=2).view(n, lq, self.n_docs)
+        if bool(qmask.all()):
+            return best.mean(dim=1)
         weights = qmask.to(best.device, best.dtype) / qmask.sum(1, keepdim=True).to(best.device, best.dtype)
         return torch.einsum("nqd,nq->nd", best, weights)  # padded query rows carry weight 0
 
