@@ -86,7 +86,7 @@ class EmbedConfig(_Strict):
     concurrency: int = Field(1, description="Embedding actors in the pool (one per GPU on a GPU cluster)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when the worker has a GPU")
     num_gpus_per_actor: float = Field(0.0, description="GPUs reserved per embedding actor (set 1 on GPU clusters)")
-    torch_threads: int | None = Field(None, description="torch intra-op threads per actor (None = torch default)")
+    torch_threads: int | None = Field(None, description="torch intra-op threads per actor (None = the node's cores / concurrency; Ray itself starts workers with 1)")
 
 
 class EvalConfig(_Strict):

@@ -117,3 +117,16 @@ def test_rerun_reuses_embeddings(quick_run, session_cache: Path, tmp_path: Path)
     first = pd.read_csv(quick_run[1].results_csv)
     second = pd.read_csv(again.results_csv)
     pd.testing.assert_series_equal(first["mR"], second["mR"])
+
+
+def test_crop_config_change_recomputes_only_its_scenes(quick_run, session_cache: Path, tmp_path: Path) -> None:
+    """A 2 x 2 grid is a new uniform cache entry; the global vectors and region crops are reused."""
+    from rsretrieval.pipelines.benchmark import run_benchmark
+
+    cfg = load_config(QUICK_CONFIG, [f"output_dir={tmp_path}", f"cache_dir={session_cache}", "mlflow.enabled=false",
+                                     "modes=[v2v, v2s]", "image_scenes.uniform.grid=2", "variants=[fine_grained]"])
+    rows = {(r["mode"], r["crops"]): r for r in run_benchmark(cfg).rows}
+    assert rows[("v2s", "uniform")]["image_vectors"] == 5  # full image + 2 x 2
+    assert rows[("v2s", "uniform")]["embeddings_cached"] is False
+    first = pd.read_csv(quick_run[1].results_csv).set_index(["variant", "mode", "crops"])
+    assert rows[("v2s", "segments")]["R@5"] == pytest.approx(first.loc[("fine_grained", "v2s", "segments"), "R@5"])

@@ -50,14 +50,15 @@ class _EmbedStage:
     """Shared actor set-up: load the backbone once per actor."""
 
     def __init__(self, backbone_name: str, checkpoint: str | None, device: str = "auto",
-                 torch_threads: int | None = None) -> None:
+                 torch_threads: int | None = None, concurrency: int = 1) -> None:
         import torch
 
         from rsretrieval.encoders.loader import load_backbone
         from rsretrieval.encoders.registry import get_backbone_spec
 
-        if torch_threads:
-            torch.set_num_threads(torch_threads)
+        # Ray starts workers with OMP_NUM_THREADS=1; a CPU actor that is one of `concurrency` on this
+        # node may use its share of the cores instead (explicit torch_threads wins)
+        torch.set_num_threads(torch_threads or max(1, (os.cpu_count() or 1) // max(1, concurrency)))
         self.device = _resolve_device(device)
         self.backbone = load_backbone(get_backbone_spec(backbone_name),
                                       Path(checkpoint) if checkpoint else None, device=self.device)
@@ -174,7 +175,8 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
         stage,
         fn_constructor_kwargs={"backbone_name": backbone_name,
                                "checkpoint": str(checkpoint) if checkpoint else None,
-                               "device": cfg.device, "torch_threads": cfg.torch_threads},
+                               "device": cfg.device, "torch_threads": cfg.torch_threads,
+                               "concurrency": cfg.concurrency},
         batch_size=cfg.batch_size,
         compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
         num_gpus=cfg.num_gpus_per_actor or None,
