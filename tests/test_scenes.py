@@ -24,7 +24,7 @@ def test_uniform_grid_covers_image_with_requested_overlap(w: int, h: int, grid: 
         cover[y0:y1, x0:x1] += 1
     assert (cover >= 1).all()
     if grid > 1:
-        (ax0, _, ax1, _), (bx0, _, bx1, _) = boxes[0], boxes[1]
+        (ax0, _, ax1, _), (bx0, _, _, _) = boxes[0], boxes[1]
         assert (ax1 - bx0) / (ax1 - ax0) == pytest.approx(overlap, abs=2.5 / (ax1 - ax0))
         sides = {x1 - x0 for x0, _, x1, _ in boxes}
         assert max(sides) - min(sides) <= 2  # equal patches up to rounding

@@ -88,6 +88,15 @@ def caption_text(value: Any, path: Path, entry: str) -> str:
     return text
 
 
+def add_caption(caption_rows: list[dict[str, Any]], seen: dict[str, str], caption_id: str, image_id: str,
+                text: str, split: str, path: Path, entry: str) -> None:
+    """Append one original caption row; a caption id used twice is an error naming both entries."""
+    if caption_id in seen:
+        raise DatasetFormatError(path, entry, f"caption id {caption_id!r} (sentid) already used by {seen[caption_id]}")
+    seen[caption_id] = entry
+    caption_rows.append({"caption_id": caption_id, "image_id": image_id, "text": text, "variant": "original", "split": split})
+
+
 def check_split(value: Any, path: Path, entry: str, aliases: dict[str, str] | None = None) -> str:
     """A split name in SPLITS (after ``aliases``), else a format error."""
     if isinstance(value, str) and aliases and value in aliases:

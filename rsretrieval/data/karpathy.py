@@ -19,6 +19,7 @@ from typing import Any
 
 from rsretrieval.data._common import (
     abs_uri,
+    add_caption,
     build_dataset,
     caption_text,
     check_split,
@@ -115,14 +116,7 @@ def read_karpathy(
             text = caption_text(sent["raw"], annotations, s_entry)
             sentid = sent.get("sentid")
             caption_id = f"{name}:{sentid}" if sentid is not None else f"{image_id}#{k}"
-            if caption_id in seen_captions:
-                raise DatasetFormatError(
-                    annotations, s_entry, f"caption id {caption_id!r} (sentid) already used by {seen_captions[caption_id]}"
-                )
-            seen_captions[caption_id] = s_entry
-            caption_rows.append(
-                {"caption_id": caption_id, "image_id": image_id, "text": text, "variant": "original", "split": split}
-            )
+            add_caption(caption_rows, seen_captions, caption_id, image_id, text, split, annotations, s_entry)
     if not image_rows:
         raise DatasetFormatError(annotations, "images", "no images listed")
     for alias, count in aliased.items():

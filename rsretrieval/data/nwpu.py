@@ -21,6 +21,7 @@ from typing import Any
 
 from rsretrieval.data._common import (
     abs_uri,
+    add_caption,
     build_dataset,
     caption_text,
     check_split,
@@ -121,14 +122,7 @@ def read_nwpu(
                 k_entry = f'{entry}."{key}"'
                 text = caption_text(item[key], annotations, k_entry)
                 caption_id = f"{dataset}:{sentid}" if sentid is not None else f"{image_id}#{k}"
-                if caption_id in seen_captions:
-                    raise DatasetFormatError(
-                        annotations, k_entry, f"caption id {caption_id!r} already used by {seen_captions[caption_id]}"
-                    )
-                seen_captions[caption_id] = k_entry
-                caption_rows.append(
-                    {"caption_id": caption_id, "image_id": image_id, "text": text, "variant": "original", "split": split}
-                )
+                add_caption(caption_rows, seen_captions, caption_id, image_id, text, split, annotations, k_entry)
     if not image_rows:
         raise DatasetFormatError(annotations, None, "no image entries found")
     if verify_images:

@@ -292,7 +292,6 @@ def _sample_residential(rng: np.random.Generator, spec: SceneSpec, p: _Placer) -
 
 
 def _sample_parking(rng: np.random.Generator, spec: SceneSpec, p: _Placer) -> None:
-    n = p.size
     x0, y0 = float(rng.uniform(10, 60)), float(rng.uniform(10, 60))
     x1, y1 = float(rng.uniform(170, 246)), float(rng.uniform(150, 246))
     spec.objects.append(SceneObject2D("parking lot", (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, 0.0, "gray", "large"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
 from rsretrieval.matching.late_interaction import LateInteractionScorer, PackedVectors, late_interaction_reference
