@@ -1,0 +1,303 @@
+"""A local fake of the Gemini REST ``generateContent`` API, for tests.
+
+The real ``google-genai`` client can be pointed at it with
+``types.HttpOptions(base_url=server.base_url, api_version="v1beta")``.
+It answers ``POST /{v1|v1beta}/models/{model}:generateContent`` with a body
+shaped like Google's, built from a pluggable *responder* (a function from a
+:class:`FakeRequest` to the response text), and can inject seeded faults
+(429 with ``RetryInfo``, 500/503, hangs, malformed or empty-object answers, an
+RPM quota).  It counts requests per input and records request times so tests
+can check retries, de-duplication and rate limiting.  Stdlib only.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import random
+import re
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+__all__ = ["FakeRequest", "FaultConfig", "FakeGeminiServer"]
+
+_ROUTE = re.compile(r"^/(v1|v1beta)/models/([A-Za-z0-9._\-]+):generateContent$")
+_STATUS_TEXT = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
+                500: "INTERNAL", 503: "UNAVAILABLE"}
+_MESSAGES = {429: "Resource has been exhausted (e.g. check quota).",
+             500: "An internal error has occurred.", 503: "The model is overloaded."}
+IMAGE_TOKENS = 258
+
+
+@dataclass
+class FakeRequest:
+    """One parsed ``generateContent`` request."""
+
+    model: str
+    api_version: str
+    body: dict[str, Any]
+    texts: list[str]
+    n_images: int
+    system_instruction: str | None
+    input_key: str
+
+
+@dataclass
+class FaultConfig:
+    """Fault-injection settings; probabilities are drawn per request."""
+
+    rate_429: float = 0.0
+    retry_delay_s: float = 1.0
+    rate_5xx: float = 0.0
+    rate_timeout: float = 0.0
+    timeout_sleep_s: float = 5.0
+    rate_malformed: float = 0.0
+    rate_schema_violation: float = 0.0
+    rpm_quota: int | None = None
+    latency_s: float = 0.0
+    seed: int = 0
+
+
+def _parts(contents: Any) -> list[dict[str, Any]]:
+    """All part dicts of a ``contents`` value (list of Content, or one Content)."""
+    if isinstance(contents, dict):
+        contents = [contents]
+    out: list[dict[str, Any]] = []
+    for content in contents if isinstance(contents, list) else []:
+        if isinstance(content, dict):
+            out.extend(p for p in content.get("parts") or [] if isinstance(p, dict))
+    return out
+
+
+def parse_request(model: str, api_version: str, body: dict[str, Any]) -> FakeRequest:
+    """Build a :class:`FakeRequest` from a decoded request body."""
+    contents = body.get("contents", [])
+    parts = _parts(contents)
+    texts = [p["text"] for p in parts if isinstance(p.get("text"), str)]
+    n_images = sum(1 for p in parts if "inline_data" in p or "inlineData" in p)
+    sys_raw = body.get("systemInstruction", body.get("system_instruction"))
+    sys_texts = [p["text"] for p in _parts(sys_raw) if isinstance(p.get("text"), str)]
+    key = hashlib.sha256(json.dumps(contents, sort_keys=True).encode()).hexdigest()
+    return FakeRequest(model, api_version, body, texts, n_images,
+                       "\n".join(sys_texts) if sys_texts else None, key)
+
+
+def default_responder(req: FakeRequest) -> str:
+    """Echo the first 50 characters of the first text part as JSON."""
+    return json.dumps({"echo": req.texts[0][:50] if req.texts else ""})
+
+
+def format_duration(seconds: float) -> str:
+    """Format seconds as a protobuf Duration string, e.g. ``"1s"``, ``"0.5s"``."""
+    s = f"{max(seconds, 0.0):.3f}".rstrip("0").rstrip(".")
+    return f"{s}s"
+
+
+def success_body(req: FakeRequest, text: str) -> dict[str, Any]:
+    """The JSON body of a successful ``generateContent`` answer."""
+    p = sum(len(t) // 4 + 1 for t in req.texts) + IMAGE_TOKENS * req.n_images
+    c = len(text) // 4 + 1
+    return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+                            "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": p, "candidatesTokenCount": c,
+                              "totalTokenCount": p + c},
+            "modelVersion": req.model}
+
+
+def error_body(code: int, message: str | None = None,
+               retry_delay_s: float | None = None) -> dict[str, Any]:
+    """A Google-style error body; 429s may carry a ``RetryInfo`` detail."""
+    err: dict[str, Any] = {"code": code, "message": message or _MESSAGES.get(code, "Error"),
+                           "status": _STATUS_TEXT.get(code, "UNKNOWN")}
+    if retry_delay_s is not None:
+        err["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                           "retryDelay": format_duration(retry_delay_s)}]
+    return {"error": err}
+
+
+class FakeGeminiServer:
+    """Threaded local HTTP server imitating Gemini ``generateContent``."""
+
+    def __init__(self, responder: Callable[[FakeRequest], str] | None = None,
+                 faults: FaultConfig | None = None) -> None:
+        self.responder: Callable[[FakeRequest], str] = responder or default_responder
+        self.faults: FaultConfig = faults or FaultConfig()
+        self.requests_per_input: collections.Counter[str] = collections.Counter()
+        self.successes_per_input: collections.Counter[str] = collections.Counter()
+        self.request_times: list[float] = []
+        self.requests: list[FakeRequest] = []
+        self._lock = threading.Lock()
+        self._rng, self._rng_seed = random.Random(self.faults.seed), self.faults.seed
+        self._admitted: collections.deque[float] = collections.deque()
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None  # runs serve_forever
+        self.base_url: str = ""
+
+    def start(self) -> FakeGeminiServer:
+        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
+        handler = type("_Handler", (_Handler,), {"fake": self})
+        self._stopping.clear()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        name="fake-gemini", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; wakes handlers that are sleeping."""
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeGeminiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset_counts(self) -> None:
+        """Clear counters, request log and the RPM-quota window."""
+        with self._lock:
+            self.requests_per_input.clear()
+            self.successes_per_input.clear()
+            self.request_times.clear()
+            self.requests.clear()
+            self._admitted.clear()
+
+    def sustained_and_peak_rpm(self, window_s: float = 60.0) -> tuple[float, float]:
+        """(mean rate between first and last request, max count in any sliding
+        ``window_s`` window scaled to per minute), both in requests/minute."""
+        with self._lock:
+            times = sorted(self.request_times)
+        if not times:
+            return 0.0, 0.0
+        span = times[-1] - times[0]
+        sustained = (len(times) - 1) / span * 60.0 if span > 0 else 0.0
+        peak, j = 0, 0
+        for i, t in enumerate(times):
+            while j < len(times) and times[j] < t + window_s:
+                j += 1
+            peak = max(peak, j - i)
+        return sustained, peak * 60.0 / window_s
+
+    def _draw_fault(self, now: float) -> tuple[str | None, float]:
+        """Pick this request's fault (under the lock); returns (kind, retry_delay)."""
+        f = self.faults
+        if f.seed != self._rng_seed:
+            self._rng, self._rng_seed = random.Random(f.seed), f.seed
+        if f.rpm_quota is not None:
+            while self._admitted and self._admitted[0] <= now - 60.0:
+                self._admitted.popleft()
+            if len(self._admitted) >= f.rpm_quota:
+                wait = self._admitted[0] + 60.0 - now if self._admitted else 60.0
+                return "quota", wait
+            self._admitted.append(now)
+        for kind, rate in (("429", f.rate_429), ("5xx", f.rate_5xx),
+                           ("timeout", f.rate_timeout), ("malformed", f.rate_malformed),
+                           ("schema", f.rate_schema_violation)):
+            if rate > 0 and self._rng.random() < rate:
+                if kind == "5xx":
+                    return ("500" if self._rng.random() < 0.5 else "503"), 0.0
+                return kind, f.retry_delay_s
+        return None, 0.0
+
+    def _handle(self, h: _Handler, model: str, version: str, body: dict[str, Any]) -> None:
+        req = parse_request(model, version, body)
+        now = time.monotonic()
+        with self._lock:
+            self.requests_per_input[req.input_key] += 1
+            self.request_times.append(now)
+            self.requests.append(req)
+            fault, delay = self._draw_fault(now)
+            latency, hang = self.faults.latency_s, self.faults.timeout_sleep_s
+        if latency > 0 and self._stopping.wait(latency):
+            return
+        if fault in ("quota", "429"):
+            h.send_json(429, error_body(429, retry_delay_s=delay))
+            return
+        if fault in ("500", "503"):
+            h.send_json(int(fault), error_body(int(fault)))
+            return
+        if fault == "timeout" and (self._stopping.wait(hang) or h.peer_closed()):
+            return  # the client gave up: answer nothing, count nothing
+        if fault in ("malformed", "schema"):  # 200, but the text is not JSON / is just {}
+            bad = '{"truncated": [1, 2, ' if fault == "malformed" else "{}"
+            h.send_json(200, success_body(req, bad))
+            return
+        try:
+            text = self.responder(req)
+        except Exception as exc:  # a broken responder is a server error
+            h.send_json(500, error_body(500, f"responder failed: {exc!r}"))
+            return
+        if h.send_json(200, success_body(req, text)):
+            with self._lock:
+                self.successes_per_input[req.input_key] += 1
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive handler; ``fake`` is set on a per-server subclass."""
+
+    fake: FakeGeminiServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request stderr log."""
+
+    def send_json(self, code: int, payload: dict[str, Any]) -> bool:
+        """Write a JSON answer; False if the client has gone away."""
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+            return True
+        except OSError:
+            self.close_connection = True
+            return False
+
+    def peer_closed(self) -> bool:
+        """True if the client closed its end (e.g. after a client-side timeout)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def do_GET(self) -> None:
+        self.send_json(404, error_body(404, f"Unknown route: GET {self.path}"))
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        match = _ROUTE.match(self.path.split("?", 1)[0])
+        if match is None:
+            self.send_json(404, error_body(404, f"Unknown route: POST {self.path}"))
+            return
+        try:
+            body = json.loads(raw or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("body is not a JSON object")
+        except ValueError as exc:
+            self.send_json(400, error_body(400, f"Invalid JSON: {exc}"))
+            return
+        self.fake._handle(self, match.group(2), match.group(1), body)
