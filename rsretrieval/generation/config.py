@@ -22,6 +22,7 @@ class GenerationConfig(_Strict):
     requests_per_minute: int = Field(600, ge=1, description="Cluster-wide request quota (shared limiter)")
     tokens_per_minute: int = Field(4_000_000, ge=1, description="Cluster-wide token quota (input + estimated output)")
     actors: int = Field(1, ge=1, description="Generation actors (Ray Data actor pool size)")
+    cpus_per_actor: float = Field(0.25, gt=0, description="CPUs reserved per generation actor (the work is waiting on the network)")
     concurrency_per_actor: int = Field(8, ge=1, description="Requests in flight per actor")
     batch_size: int = Field(16, ge=1, description="Inputs per map_batches batch")
     max_attempts: int = Field(6, ge=1, description="HTTP attempts per request (429/408/5xx/timeouts are retried)")

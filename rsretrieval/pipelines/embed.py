@@ -32,6 +32,18 @@ log = logging.getLogger(__name__)
 EMBEDDINGS_VERSION = 1  # bump when the stored layout or the encoding changes
 
 
+def dataset_from_table(table: pa.Table, batch_size: int, actors: int):
+    """A Ray Dataset of ``table`` split into about one block per batch (at least one per actor).
+
+    ``from_arrow`` makes a single block, and a map operator gets one task per block, so without
+    this split an actor pool of N would leave N - 1 actors idle.
+    """
+    import ray
+
+    blocks = max(actors, -(-table.num_rows // max(1, batch_size)))
+    return ray.data.from_arrow(table).repartition(min(blocks, max(1, table.num_rows)))
+
+
 def _resolve_device(device: str) -> str:
     import torch
 
@@ -170,7 +182,7 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
         log.info("embeddings %s: cached at %s", kind, final)
         return final, True
     tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    ds = ray.data.from_arrow(table.select(list(stage.input_columns)))
+    ds = dataset_from_table(table.select(list(stage.input_columns)), cfg.batch_size, cfg.concurrency)
     ds = ds.map_batches(
         stage,
         fn_constructor_kwargs={"backbone_name": backbone_name,

@@ -1,7 +1,8 @@
 """Ray glue of generation: a cluster-wide pacer actor and a Ray Data stage for every task.
 
-* :class:`PacerActor` (named, one per cluster namespace) books request slots for every
-  generation actor, so ``requests_per_minute`` / ``tokens_per_minute`` hold for the cluster.
+* a pacer actor (:class:`rsretrieval.generation.limiter.Pacer`, one per job) books request slots
+  for every generation actor on every node, so ``requests_per_minute`` / ``tokens_per_minute``
+  hold for the whole job, not per actor. Concurrent jobs sharing one key need their own quotas.
 * :class:`GenerationStage` (actor pool, ``concurrency_per_actor`` requests in flight each) skips
   inputs whose answers are already in the store, requests the rest, and appends every record to
   the store the moment it arrives; a killed actor loses only its requests in flight.
@@ -22,9 +23,10 @@ import numpy as np
 import pyarrow as pa
 
 from rsretrieval.generation.config import GenerationConfig
-from rsretrieval.generation.gemini import GeminiGenerator, GenerationInput
+from rsretrieval.generation.gemini import GeminiGenerator, GenerationInput, api_key_from_env
 from rsretrieval.generation.store import GenerationRecord, ResponseStore, record_key
 from rsretrieval.generation.tasks import get_task
+from rsretrieval.pipelines.embed import dataset_from_table
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +35,23 @@ PACER_NAME = "rsretrieval-gemini-pacer"
 INPUT_COLUMNS = ("input_id", "text", "uri", "extra_text")
 
 
+_PACERS: dict[tuple[str, int, int], Any] = {}
+
+
 def pacer_actor(cfg: GenerationConfig) -> Any:
-    """The cluster's pacer (created on first use, shared by every stage of this driver)."""
+    """The pacer actor of this driver for the configured quotas: one per job, shared by every
+    generation actor and stage of the job. The handle is kept for the life of the driver (an
+    actor whose handles are all dropped is collected, and a name lookup could race with that)."""
     import ray
 
     from rsretrieval.generation.limiter import Pacer
 
-    remote = ray.remote(num_cpus=0, max_concurrency=64)(Pacer)
-    return remote.options(name=PACER_NAME, namespace=NAMESPACE, get_if_exists=True).remote(
-        cfg.requests_per_minute, cfg.tokens_per_minute)
+    key = (ray.get_runtime_context().get_job_id(), cfg.requests_per_minute, cfg.tokens_per_minute)
+    if key not in _PACERS:
+        remote = ray.remote(num_cpus=0, max_concurrency=64)(Pacer)
+        _PACERS[key] = remote.options(name=f"{PACER_NAME}-{key[0]}-{key[1]}-{key[2]}", namespace=NAMESPACE).remote(
+            cfg.requests_per_minute, cfg.tokens_per_minute)
+    return _PACERS[key]
 
 
 class RayLimiter:
@@ -82,15 +92,12 @@ def _tiff_as_png(data: bytes) -> bytes:
 class GenerationStage:
     """``map_batches`` callable: input rows -> (input_id, key, status, skipped) per row."""
 
-    def __init__(self, task_name: str, cfg_json: str, store_dir: str) -> None:
-        import ray
-
+    def __init__(self, task_name: str, cfg_json: str, store_dir: str, pacer: Any, api_key: str) -> None:
         self.cfg = GenerationConfig.model_validate_json(cfg_json)
         self.task = get_task(task_name)
         self.store = ResponseStore(store_dir)
         self.done = self.store.done_keys(task_name, self.cfg.retry_failed)
-        pacer = ray.get_actor(PACER_NAME, namespace=NAMESPACE)
-        self.generator = GeminiGenerator(self.cfg, RayLimiter(pacer))
+        self.generator = GeminiGenerator(self.cfg, RayLimiter(pacer), api_key=api_key)
         self.loop = asyncio.new_event_loop()
 
     async def _one(self, sem: asyncio.Semaphore, row: dict[str, Any]) -> dict[str, Any]:
@@ -149,13 +156,18 @@ def run_generation(task_name: str, inputs: pa.Table, cfg: GenerationConfig, stor
     import ray
 
     t0 = time.perf_counter()
-    pacer_actor(cfg)
+    # the key is read from the driver's environment (fail fast, before any Ray work) and handed to
+    # the actors, which on a cluster do not see the driver's environment
+    api_key = api_key_from_env()
+    pacer = pacer_actor(cfg)  # held for the whole run: an unreferenced actor would be collected
     cols = {c: inputs[c] if c in inputs.column_names else pa.nulls(inputs.num_rows, pa.string()) for c in INPUT_COLUMNS}
-    ds = ray.data.from_arrow(pa.table(cols)).map_batches(
+    ds = dataset_from_table(pa.table(cols), cfg.batch_size, cfg.actors).map_batches(
         GenerationStage,
-        fn_constructor_kwargs={"task_name": task_name, "cfg_json": cfg.model_dump_json(), "store_dir": str(store_dir)},
+        fn_constructor_kwargs={"task_name": task_name, "cfg_json": cfg.model_dump_json(), "store_dir": str(store_dir),
+                               "pacer": pacer, "api_key": api_key},
         batch_size=cfg.batch_size,
         compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+        num_cpus=cfg.cpus_per_actor,
         batch_format="numpy",
     )
     rows = pa.concat_tables(ray.get(ds.to_arrow_refs())).to_pylist()

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from rsretrieval.config import CropMethod, EmbedConfig, ImageScenesConfig, TextScenesConfig
 from rsretrieval.matching.late_interaction import PackedVectors
-from rsretrieval.pipelines.embed import _EmbedStage, _resolve_device, _vectors_table, embed_table, read_embeddings
+from rsretrieval.pipelines.embed import _EmbedStage, dataset_from_table, _resolve_device, _vectors_table, embed_table, read_embeddings
 from rsretrieval.scenes.image_scenes import IMAGE_SCENES_SCHEMA, crop_key, image_scene_boxes, scene_id, scenes_rows
 from rsretrieval.scenes.text_scenes import make_text_scene_generator, text_scenes_table
 
@@ -84,7 +84,7 @@ def image_scenes(images: pa.Table, method: CropMethod, cfg: ImageScenesConfig, c
     if path.exists():
         log.info("image scenes %s: cached at %s", method, path)
         return pq.read_table(path)
-    ds = ray.data.from_arrow(images.select(["image_id", "uri"])).map_batches(
+    ds = dataset_from_table(images.select(["image_id", "uri"]), 8, cfg.concurrency).map_batches(
         SceneBoxStage,
         fn_constructor_kwargs={"method": method, "cfg_json": cfg.model_dump_json()},
         batch_size=8,
