@@ -60,6 +60,53 @@ def benchmark_main(argv: list[str] | None = None) -> Any:
     return benchmark(p.parse_args(argv))
 
 
+GENERATE_HELP = """Generate fine-grained captions, image/text graphs and text scenes with Gemini.
+
+  GEMINI_API_KEY=... python rayjobs/generate.py --config my.yaml --task text_scenes --set generation.backend=gemini
+  python rayjobs/generate.py --config my.yaml --task image_graph --dry-run     # count requests, tokens, cost
+
+Responses go to an append-only store (generation.store_dir, default <cache_dir>/generation) as they
+arrive; a rerun or resubmitted job requests only what is missing.
+"""
+TASK_NAMES = ["fine_grained_caption", "object_counts", "image_graph", "text_graph", "text_scenes"]
+
+
+def generate_main(argv: list[str] | None = None) -> Any:
+    """Entry point of ``rayjobs/generate.py``."""
+    import pandas as pd
+
+    from rsretrieval.config import load_config
+    from rsretrieval.pipelines.benchmark import init_ray
+    from rsretrieval.pipelines.generate_job import generate
+    from rsretrieval.pipelines.tracking import mlflow_run, metric_key
+
+    p = argparse.ArgumentParser(description=GENERATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_benchmark_args(p)
+    p.add_argument("--task", action="append", choices=TASK_NAMES, help="task(s) to run (default: text_graph, text_scenes)")
+    p.add_argument("--variant", default="fine_grained", help="caption variant fed to text tasks (if the dataset has it)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N inputs per dataset and task")
+    p.add_argument("--dry-run", action="store_true", help="count requests, tokens and cost; send nothing")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
+    overrides += [f"run_name={args.run_name}"] if args.run_name else ["run_name=generate"]
+    cfg = load_config(args.config, overrides)
+    if not args.dry_run:
+        init_ray(cfg.ray)
+    with mlflow_run(cfg) as tracker:
+        rows = generate(cfg, args.task or ["text_graph", "text_scenes"], args.variant, args.limit, args.dry_run)
+        df = pd.DataFrame(rows)
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        out = cfg.run_dir / ("generation_estimate.csv" if args.dry_run else "generation.csv")
+        df.to_csv(out, index=False)
+        tracker.log_artifact(out)
+        tracker.log_metrics({metric_key("generation", r["dataset"], r["task"], k): float(r[k]) for r in rows
+                             for k in ("requested", "tokens_in", "tokens_out", "cost_usd") if k in r})
+    print(df.to_string(index=False))
+    print(f"{'estimate' if args.dry_run else 'summary'}: {out}")
+    return rows
+
+
 def list_backbones_cmd(_: argparse.Namespace) -> None:
     from rsretrieval.encoders.registry import get_backbone_spec, list_backbones
 

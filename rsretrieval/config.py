@@ -29,8 +29,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-def _expand(p: Path | str | None) -> Path | None:
-    return None if p is None else Path(os.path.expandvars(os.path.expanduser(str(p))))
+def _expand(p: Path | str | None) -> str | None:
+    """``~`` and ``$VARS`` expanded; a str so that JSON-mode validation (actors) accepts it too."""
+    return None if p is None else os.path.expandvars(os.path.expanduser(str(p)))
 
 
 class SynthRSOptions(_Strict):
@@ -164,6 +165,38 @@ class LateInteractionConfig(_Strict):
     chunk_size: int = Field(256, description="Queries scored per block (memory: chunk x query scenes x images x image scenes)")
 
 
+class GenerationConfig(_Strict):
+    """How fine-grained captions, graphs and text scenes are generated, throttled and paid for."""
+
+    backend: Literal["offline", "gemini"] = Field(
+        "offline", description="offline = heuristic/simulated generators (no key, labelled); gemini = the Gemini API")
+    model: str = Field("gemini-2.5-flash", description="Gemini model name")
+    base_url: str | None = Field(None, description="API endpoint override (a proxy, or the fake server in tests)")
+    api_version: str = Field("v1beta", description="REST API version of the endpoint")
+    store_dir: Path | None = Field(None, description="Append-only response store; default <cache_dir>/generation")
+    requests_per_minute: int = Field(600, ge=1, description="Cluster-wide request quota (shared limiter)")
+    tokens_per_minute: int = Field(4_000_000, ge=1, description="Cluster-wide token quota (input + estimated output)")
+    actors: int = Field(1, ge=1, description="Generation actors (Ray Data actor pool size)")
+    cpus_per_actor: float = Field(0.25, gt=0, description="CPUs reserved per generation actor (the work is waiting on the network)")
+    concurrency_per_actor: int = Field(8, ge=1, description="Requests in flight per actor")
+    batch_size: int = Field(16, ge=1, description="Inputs per map_batches batch")
+    max_attempts: int = Field(6, ge=1, description="HTTP attempts per request (429/408/5xx/timeouts are retried)")
+    max_reasks: int = Field(2, ge=0, description="Re-asks when an answer fails validation, then recorded as failed")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout")
+    backoff_base_s: float = Field(1.0, gt=0, description="First retry delay (exponential, full jitter) without a server hint")
+    backoff_max_s: float = Field(60.0, gt=0, description="Largest retry delay")
+    retry_failed: bool = Field(False, description="Re-request inputs whose earlier answers failed (they were paid once)")
+    estimated_output_tokens: int = Field(400, description="Output tokens assumed per request by the limiter and dry runs")
+    price_input_per_million: float = Field(0.30, description="USD per 1M input tokens (check current Gemini pricing)")
+    price_output_per_million: float = Field(2.50, description="USD per 1M output tokens (check current Gemini pricing)")
+    seed: int = Field(0, description="Seed of retry jitter and of the offline simulated VLM")
+
+    _paths = field_validator("store_dir", mode="before")(lambda cls, v: _expand(v))
+
+    def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
+        return tokens_in / 1e6 * self.price_input_per_million + tokens_out / 1e6 * self.price_output_per_million
+
+
 class MLflowConfig(_Strict):
     """Experiment tracking."""
 
@@ -202,6 +235,7 @@ class BenchmarkConfig(_Strict):
     image_scenes: ImageScenesConfig = Field(default_factory=ImageScenesConfig, description="Image crops for V2S/S2S")
     text_scenes: TextScenesConfig = Field(default_factory=TextScenesConfig, description="Caption scenes for S2V/S2S")
     late_interaction: LateInteractionConfig = Field(default_factory=LateInteractionConfig, description="Scene scoring")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Caption/graph/scene generation")
     embed: EmbedConfig = Field(default_factory=EmbedConfig, description="Embedding stage")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Scoring and metrics")
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig, description="Experiment tracking")

@@ -17,7 +17,7 @@ def task_responder(req: FakeRequest) -> str:
     if "Object-Attribute Graph" in system:
         return json.dumps({"nodes": [{"name": "tank", "type": "object"}, {"name": "white", "type": "attribute"}],
                            "edges": [{"subject": "tank", "relation": "color", "object": "white"}]})
-    if "Scene Graph Generation" in system:
+    if "structured scene graph" in system:
         return json.dumps({"scene": "Industrial Area", "object_counts": [{"object": "tank", "count": 11}],
                            "objects": [{"id": 0, "name": "tank", "attributes": [{"name": "color", "value": "white"}]}],
                            "relations": [{"subject": "tank", "relation": "inside", "object": "Industrial Area",

@@ -50,7 +50,7 @@ def test_answers_are_validated() -> None:
     assert counts.object_counts == {"tank": 11, "tree": -1}
     with pytest.raises(InvalidResponse):
         get_task("object_counts").parse('{"object_counts": [{"object": "tank", "count": 0}]}')
-    g = get_task("image_graph").parse(task_responder_for("Scene Graph Generation"))
+    g = get_task("image_graph").parse(task_responder_for("generate a structured scene graph"))
     assert g.scene == "Industrial Area" and g.objects[0].attributes == {"color": "white"}
 
 

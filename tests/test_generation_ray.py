@@ -53,3 +53,21 @@ def test_poison_rows_are_recorded_not_fatal(ray_local, tmp_path: Path) -> None:
         summary, records = run_generation("text_scenes", inputs, cfg, tmp_path / "store")
     assert summary.inputs == 3 and summary.ok == 2 and summary.failed == 1
     assert set(records) == {"ok1", "ok2"}
+
+
+def test_generate_job_chains_image_graph_and_dry_run_sees_the_store(ray_local, tmp_path: Path, session_cache: Path) -> None:
+    from rayjobs.generate import main
+    from tests.conftest import QUICK_CONFIG
+
+    with FakeGeminiServer(task_responder) as server:
+        common = ["--config", str(QUICK_CONFIG), "--output-dir", str(tmp_path), "--limit", "3",
+                  "--set", f"cache_dir={session_cache}", "--set", f"generation.store_dir={tmp_path / 'store'}",
+                  "--set", "generation.backend=gemini", "--set", f"generation.base_url={server.base_url}"]
+        rows = main(common + ["--task", "image_graph", "--task", "text_scenes"])
+        assert {r["task"]: r["ok"] for r in rows} == {"image_graph": 3, "text_scenes": 3}
+        n_requests = sum(server.requests_per_input.values())
+        assert n_requests == 9  # 3 counts + 3 graphs (the chain) + 3 text scenes
+        assert any("Object counts from step 1" in " ".join(r.texts) for r in server.requests)
+        estimate = main(common + ["--task", "image_graph", "--task", "text_scenes", "--task", "text_graph", "--dry-run"])
+        assert {r["task"]: r["requested"] for r in estimate} == {"image_graph": 3, "text_scenes": 0, "text_graph": 3}
+        assert sum(server.requests_per_input.values()) == n_requests  # a dry run sends nothing

@@ -1,0 +1,28 @@
+"""Generation alone: Gemini fine-grained captions, image/text graphs and text scenes for the configured datasets.
+
+    GEMINI_API_KEY=... python rayjobs/generate.py --config my.yaml --task text_scenes --set generation.backend=gemini
+    python rayjobs/generate.py --config my.yaml --task image_graph --dry-run
+    ray job submit --working-dir . -- python rayjobs/generate.py --config my.yaml --task text_graph ...
+
+All logic lives in ``rsretrieval`` (``rsretrieval.cli.generate_main``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+# run as a script (also under `ray job submit --working-dir .`): import the checkout this file is in
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rsretrieval.cli import generate_main  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return generate_main(argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
