@@ -132,6 +132,8 @@ class FakeGeminiServer:
         self.successes_per_input: collections.Counter[str] = collections.Counter()
         self.request_times: list[float] = []
         self.requests: list[FakeRequest] = []
+        # (arrived, answered, input_key, outcome, retry_delay_s) per request, in arrival order
+        self.events: list[tuple[float, float, str, str, float]] = []
         self._lock = threading.Lock()
         self._rng, self._rng_seed = random.Random(self.faults.seed), self.faults.seed
         self._admitted: collections.deque[float] = collections.deque()
@@ -176,6 +178,7 @@ class FakeGeminiServer:
             self.successes_per_input.clear()
             self.request_times.clear()
             self.requests.clear()
+            self.events.clear()
             self._admitted.clear()
 
     def sustained_and_peak_rpm(self, window_s: float = 60.0) -> tuple[float, float]:
@@ -193,6 +196,25 @@ class FakeGeminiServer:
                 j += 1
             peak = max(peak, j - i)
         return sustained, peak * 60.0 / window_s
+
+    def retry_gaps(self) -> list[tuple[float, float]]:
+        """(seconds from a 429 answer to the same input's next request, the retryDelay that 429
+        asked for) for every 429 that was followed by a retry."""
+        with self._lock:
+            events = list(self.events)
+        last_429: dict[str, tuple[float, float]] = {}
+        gaps = []
+        for arrived, answered, key, outcome, delay in sorted(events):
+            if key in last_429:
+                sent_at, asked = last_429.pop(key)
+                gaps.append((arrived - sent_at, asked))
+            if outcome in ("quota", "429"):
+                last_429[key] = (answered, delay)
+        return gaps
+
+    def _log(self, arrived: float, key: str, outcome: str, delay: float = 0.0) -> None:
+        with self._lock:
+            self.events.append((arrived, time.monotonic(), key, outcome, delay))
 
     def _draw_fault(self, now: float) -> tuple[str | None, float]:
         """Pick this request's fault (under the lock); returns (kind, retry_delay)."""
@@ -227,8 +249,10 @@ class FakeGeminiServer:
         if latency > 0 and self._stopping.wait(latency):
             return
         if fault in ("quota", "429"):
+            self._log(now, req.input_key, fault, delay)  # before the answer: the client may retry at once
             h.send_json(429, error_body(429, retry_delay_s=delay))
             return
+        self._log(now, req.input_key, fault or "ok")
         if fault in ("500", "503"):
             h.send_json(int(fault), error_body(int(fault)))
             return

@@ -149,6 +149,22 @@ class GenerationSummary:
         return dict(self.__dict__)
 
 
+def _cpus_per_actor(cfg: GenerationConfig) -> float:
+    """The CPU share each generation actor reserves, shrunk so the pool leaves a CPU free.
+
+    The actors mostly wait on the network; if their reservations took every CPU, Ray Data's
+    upstream tasks (read, split) could never be scheduled and the job would wait forever."""
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    fit = max(total - 1.0, total / 2) / cfg.actors
+    if fit < cfg.cpus_per_actor:
+        log.warning("generation: %d actors x %.2f CPUs would fill the cluster's %.1f CPUs; reserving %.3f each",
+                    cfg.actors, cfg.cpus_per_actor, total, fit)
+        return fit
+    return cfg.cpus_per_actor
+
+
 def run_generation(task_name: str, inputs: pa.Table, cfg: GenerationConfig, store_dir: Path) -> tuple[
         GenerationSummary, dict[str, GenerationRecord]]:
     """Generate ``task_name`` for every row of ``inputs`` (columns of INPUT_COLUMNS; text/uri/extra
@@ -167,7 +183,7 @@ def run_generation(task_name: str, inputs: pa.Table, cfg: GenerationConfig, stor
                                "pacer": pacer, "api_key": api_key},
         batch_size=cfg.batch_size,
         compute=ray.data.ActorPoolStrategy(size=cfg.actors),
-        num_cpus=cfg.cpus_per_actor,
+        num_cpus=_cpus_per_actor(cfg),
         batch_format="numpy",
     )
     rows = pa.concat_tables(ray.get(ds.to_arrow_refs())).to_pylist()
