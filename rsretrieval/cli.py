@@ -9,7 +9,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+from rsretrieval.config import GenerationTaskName
 
 BENCHMARK_HELP = """Run every configured dataset x backbone x matching mode on Ray and log to MLflow.
 
@@ -68,7 +70,7 @@ GENERATE_HELP = """Generate fine-grained captions, image/text graphs and text sc
 Responses go to an append-only store (generation.store_dir, default <cache_dir>/generation) as they
 arrive; a rerun or resubmitted job requests only what is missing.
 """
-TASK_NAMES = ["fine_grained_caption", "object_counts", "image_graph", "text_graph", "text_scenes"]
+TASK_NAMES = list(get_args(GenerationTaskName))
 
 
 def generate_main(argv: list[str] | None = None) -> Any:

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DatasetFormat = Literal["synthrs", "karpathy", "nwpu", "precomp", "custom", "harma"]
 Mode = Literal["v2v", "v2s", "s2v", "s2s"]
 CropMethod = Literal["uniform", "regions"]
 SCENE_IMAGE_MODES = ("v2s", "s2s")  # modes that use image scenes (one result per crop method)
 SCENE_TEXT_MODES = ("s2v", "s2s")  # modes that use text scenes
+GenerationTaskName = Literal["fine_grained_caption", "object_counts", "image_graph", "text_graph", "text_scenes"]
 
 
 def default_cache_dir() -> Path:
@@ -149,7 +150,9 @@ class ImageScenesConfig(_Strict):
 class TextScenesConfig(_Strict):
     """Text scenes (thesis sec. 4.3.2, prompt A.1.4): self-contained sub-scenes of a caption."""
 
-    generator: Literal["split"] = Field("split", description="'split': the offline deterministic sentence/clause splitter")
+    generator: Literal["split", "gemini"] = Field(
+        "split", description="'split': the offline deterministic sentence/clause splitter; 'gemini': prompt A.1.4 "
+        "through the generation stage (needs generation.backend=gemini)")
     max_scenes: int = Field(6, ge=1, description="At most this many scenes per caption (A.1.4: 6)")
     include_full: bool = Field(True, description="Keep the whole caption as scene 0; it is always kept when no scene results")
     short_caption_words: int = Field(12, description="Splitter: single-sentence captions under this many words give no scenes")
@@ -165,11 +168,24 @@ class LateInteractionConfig(_Strict):
     chunk_size: int = Field(256, description="Queries scored per block (memory: chunk x query scenes x images x image scenes)")
 
 
+class SimulatedVLMConfig(_Strict):
+    """The offline stand-in for Gemini on synthrs images: the ground-truth graph, degraded (simulated)."""
+
+    drop_small: float = Field(0.5, ge=0, le=1, description="Probability that an object type whose objects are all small is missed")
+    count_noise: float = Field(0.3, ge=0, le=1, description="Probability that a count above one is off by 1..count_max_error")
+    count_max_error: int = Field(2, ge=1, description="Largest count error")
+    many_threshold: int = Field(15, ge=2, description="Counts above this are reported as -1 ('too many') with probability 0.5")
+    colour_confusion: float = Field(0.1, ge=0, le=1, description="Probability that an object's colour is named as a similar colour")
+    drop_relation: float = Field(0.2, ge=0, le=1, description="Probability that a relation between two objects is missed")
+
+
 class GenerationConfig(_Strict):
     """How fine-grained captions, graphs and text scenes are generated, throttled and paid for."""
 
     backend: Literal["offline", "gemini"] = Field(
         "offline", description="offline = heuristic/simulated generators (no key, labelled); gemini = the Gemini API")
+    simulated_vlm: SimulatedVLMConfig = Field(default_factory=SimulatedVLMConfig,
+                                              description="Offline image graphs on synthrs: how the ground truth is degraded")
     model: str = Field("gemini-2.5-flash", description="Gemini model name")
     base_url: str | None = Field(None, description="API endpoint override (a proxy, or the fake server in tests)")
     api_version: str = Field("v1beta", description="REST API version of the endpoint")
@@ -236,12 +252,22 @@ class BenchmarkConfig(_Strict):
     text_scenes: TextScenesConfig = Field(default_factory=TextScenesConfig, description="Caption scenes for S2V/S2S")
     late_interaction: LateInteractionConfig = Field(default_factory=LateInteractionConfig, description="Scene scoring")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Caption/graph/scene generation")
+    generate: list[GenerationTaskName] = Field(
+        default_factory=list, description="Generation tasks to run on every dataset besides what the modes need "
+        "(outputs in generated/<dataset>/<task>.parquet, cost in generation.csv)")
     embed: EmbedConfig = Field(default_factory=EmbedConfig, description="Embedding stage")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Scoring and metrics")
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig, description="Experiment tracking")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster")
 
     _paths = field_validator("output_dir", "cache_dir", mode="before")(lambda cls, v: _expand(v))
+
+    @model_validator(mode="after")
+    def _generators_available(self) -> "BenchmarkConfig":
+        if self.text_scenes.generator == "gemini" and self.generation.backend != "gemini":
+            raise ValueError("text_scenes.generator=gemini needs generation.backend=gemini (and a key in GEMINI_API_KEY); "
+                             "the offline text scenes are text_scenes.generator=split")
+        return self
 
     @property
     def run_dir(self) -> Path:

@@ -31,12 +31,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def markdown_table(df: pd.DataFrame, cols: list[str] | None = None) -> list[str]:
+    """Lines of a Markdown table of ``cols`` (default all); floats with two decimals, NaN as '-'."""
+    cols = cols or list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+    return lines
+
+
 def to_markdown(df: pd.DataFrame, title: str = "Results", footnotes: list[str] | None = None) -> str:
     """A Markdown table of the results (percentages with two decimals) with footnotes."""
     cols = KEY_COLUMNS + [c for c in METRIC_COLUMNS if df[c].notna().any()] + ["n_queries", "n_images", "notes"]
-    lines = [f"# {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+    lines = [f"# {title}", "", *markdown_table(df, cols)]
     lines += ["", "R@K: % of caption queries whose gold image is in the top K (text-to-image). "
               "mR: mean of T2I R@1/5/10 (the thesis' definition). mR6: mean of T2I and I2T R@1/5/10 "
               "(the literature's 'mean recall'); the two are not comparable."]

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from rsretrieval.data.schema import RSDataset
 from rsretrieval.evaluation.retrieval import evaluate_cell, gold_indices, per_query_table
 from rsretrieval.evaluation.tables import results_frame, write_results
 from rsretrieval.matching.cosine import CosineScorer
+from rsretrieval.pipelines.benchmark_generation import add_generated_captions, run_requested_tasks, write_generation_accounting
 from rsretrieval.pipelines.embed import embed_table, read_embeddings
 from rsretrieval.pipelines.tracking import Tracker, metric_key, mlflow_run
 
@@ -84,6 +85,8 @@ class DatasetScenes:
     image: dict[str, pa.Table]  # crop method -> image_scenes table
     text: pa.Table | None  # text_scenes of every caption
     crop_names: dict[str, str]  # crop method -> name in the results ('uniform', 'segments', 'sam2')
+    generation: list[dict[str, Any]] = field(default_factory=list)  # accounting rows of generated text scenes
+    notes: list[str] = field(default_factory=list)
 
 
 def prepare_scenes(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetScenes:
@@ -96,14 +99,21 @@ def prepare_scenes(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetScenes:
         for method in cfg.image_scenes.methods:
             image[method] = image_scenes(ds.images, method, cfg.image_scenes, cfg.cache_dir)
             names[method] = "uniform" if method == "uniform" else region_method(cfg.image_scenes.regions)
-    text = text_scenes(ds.captions, cfg.text_scenes, cfg.cache_dir) if any(m in SCENE_TEXT_MODES for m in cfg.modes) else None
-    return DatasetScenes(image, text, names)
+    out = DatasetScenes(image, None, names)
+    if any(m in SCENE_TEXT_MODES for m in cfg.modes):
+        if cfg.text_scenes.generator == "gemini":
+            from rsretrieval.pipelines.benchmark_generation import generated_text_scenes
+
+            out.text, out.generation, out.notes = generated_text_scenes(cfg, ds)
+        else:
+            out.text = text_scenes(ds.captions, cfg.text_scenes, cfg.cache_dir)
+    return out
 
 
 def scene_notes(cfg: BenchmarkConfig, scenes: DatasetScenes) -> list[str]:
     """Footnotes that say how scenes were made (so a table never hides an offline stand-in)."""
-    notes = []
-    if scenes.text is not None:
+    notes = list(scenes.notes)
+    if scenes.text is not None and cfg.text_scenes.generator == "split":
         n_caps = len(set(scenes.text["caption_id"].to_pylist()))
         gen = [s for s in set(scenes.text["source"].to_pylist()) if s != "full"]
         with_scenes = len({c for c, s in zip(scenes.text["caption_id"].to_pylist(), scenes.text["source"].to_pylist())
@@ -210,6 +220,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     init_ray(cfg.ray)
     rows: list[dict[str, Any]] = []
     footnotes: list[str] = []
+    generation: list[dict[str, Any]] = []  # accounting rows of every generation step
     with mlflow_run(cfg) as tracker:
         for dcfg in cfg.datasets:
             full = load_dataset(dcfg, cfg.cache_dir)
@@ -222,12 +233,17 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                                  "each is still its own query")
             if dcfg.format == "synthrs":
                 footnotes.append(SYNTHETIC_NOTE)
+            ds, gen_rows, notes = add_generated_captions(cfg, ds)
+            task_rows, task_notes = run_requested_tasks(cfg, ds)
             scenes = prepare_scenes(cfg, ds)
-            footnotes += scene_notes(cfg, scenes)
+            generation += gen_rows + task_rows + scenes.generation
+            footnotes += notes + task_notes + scene_notes(cfg, scenes)
             for bcfg in cfg.backbones:
                 if bcfg.name == "rs-tiny":
                     footnotes.append(RS_TINY_NOTE)
                 rows.extend(_run_backbone(cfg, ds, scenes, bcfg, tracker, per_query_dir, dcfg.format == "synthrs"))
+        if generation:
+            footnotes.append(write_generation_accounting(generation, run_dir, tracker))
         footnotes = list(dict.fromkeys(footnotes))
         df = results_frame(rows)
         paths = write_results(df, run_dir, footnotes)

@@ -1,30 +1,42 @@
 """Generation as a job: inputs from the configured datasets, every task, dry runs, accounting.
 
 Text tasks (text_graph, text_scenes) take the captions of one variant; image tasks take the
-images; ``image_graph`` is the thesis' two-step chain: it runs ``object_counts`` first and sends
-each image's validated counts along with the image. Summaries (requests, tokens, cost) are
-written to ``<run_dir>/generation.csv`` and logged to MLflow.
+images; ``image_graph`` on Gemini is the thesis' two-step chain: it runs ``object_counts`` first and
+sends each image's validated counts along with the image. The backend is Gemini (online on Ray
+actors, or the Batch API) or offline (heuristic parser, splitter, simulated VLM). Summaries
+(requests, tokens, cost, seconds; the thesis' Table 14 columns) are written to
+``<run_dir>/generation.csv`` and logged to MLflow.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from rsretrieval.config import BenchmarkConfig
 from rsretrieval.data.registry import evaluation_split, load_dataset
 from rsretrieval.data.schema import RSDataset
 from rsretrieval.generation.gemini import GenerationInput
-from rsretrieval.generation.store import ResponseStore, record_key
+from rsretrieval.generation.offline import offline_generator_name, offline_records
+from rsretrieval.generation.store import GenerationRecord, ResponseStore, record_key
 from rsretrieval.generation.tasks import get_task
+from rsretrieval.graphs.schema import ImageSceneGraph
 from rsretrieval.pipelines.generation import read_input
 
 log = logging.getLogger(__name__)
+
+OUTPUTS_SCHEMA = pa.schema([
+    ("owner_id", pa.string()), ("kind", pa.string()), ("output", pa.string()),  # validated JSON, null if failed
+    ("generator", pa.string()), ("status", pa.string()), ("error", pa.string()),
+    ("tokens_in", pa.int64()), ("tokens_out", pa.int64()),
+])
 
 
 def store_dir(cfg: BenchmarkConfig) -> Path:
@@ -56,17 +68,83 @@ def dry_run(cfg: BenchmarkConfig, task_name: str, inputs: pa.Table) -> dict[str,
         todo += 1
         tokens_in += system_tokens + inp.estimated_tokens()
     tokens_out = todo * gen.estimated_output_tokens
+    price = getattr(gen, "batch_price_factor", 1.0) if getattr(gen, "mode", "online") == "batch" else 1.0
+    phase, used_by = TASK_ROLE[task_name]
     return {"task": task_name, "model": gen.model, "inputs": inputs.num_rows, "skipped_done": inputs.num_rows - todo,
             "requested": todo, "tokens_in": tokens_in, "tokens_out": tokens_out,
-            "cost_usd": gen.cost_usd(tokens_in, tokens_out), "estimate": True,
-            "minutes_at_quota": todo / gen.requests_per_minute}
+            "cost_usd": gen.cost_usd(tokens_in, tokens_out) * price, "backend": f"gemini-{getattr(gen, 'mode', 'online')}",
+            "phase": phase, "used_by": used_by, "estimate": True, "minutes_at_quota": todo / gen.requests_per_minute}
 
 
-def _with_counts(cfg: BenchmarkConfig, inputs: pa.Table) -> pa.Table:
+# the thesis' Table 13/14: which side of the pipeline a task serves and which modes use it
+TASK_ROLE = {
+    "fine_grained_caption": ("data preparation", "fine-grained caption variant"),
+    "object_counts": ("data preparation", "image graphs, step 1 (G2G/VG2VG)"),
+    "image_graph": ("data preparation", "image graphs (G2G/VG2VG)"),
+    "text_graph": ("inference", "query graphs (G2G/VG2VG)"),
+    "text_scenes": ("inference", "query scenes (S2V/S2S)"),
+}
+
+
+def ground_truth_graphs(ds: RSDataset) -> dict[str, ImageSceneGraph]:
+    """image_id -> ground-truth image graph (synthrs), empty for real datasets."""
+    if ds.graphs is None:
+        return {}
+    return {r["owner_id"]: ImageSceneGraph.model_validate_json(r["graph"]) for r in ds.graphs.to_pylist()
+            if r["kind"] == "image_graph" and r["generator"] == "ground_truth"}
+
+
+def _row(task_name: str, summary: dict[str, Any], backend: str) -> dict[str, Any]:
+    phase, used_by = TASK_ROLE[task_name]
+    return {**summary, "backend": backend, "phase": phase, "used_by": used_by, "estimate": False}
+
+
+def _remote(task_name: str, inputs: pa.Table, cfg: BenchmarkConfig) -> tuple[dict[str, Any], dict[str, GenerationRecord]]:
+    """Gemini, online (Ray actors) or through the Batch API (driver), per ``generation.mode``."""
+    gen = cfg.generation
+    if getattr(gen, "mode", "online") == "batch":
+        from rsretrieval.pipelines.generation_batch import run_batch_generation as run
+    else:
+        from rsretrieval.pipelines.generation import run_generation as run
+    summary, records = run(task_name, inputs, gen, store_dir(cfg))
+    return _row(task_name, summary.as_dict(), f"gemini-{getattr(gen, 'mode', 'online')}"), records
+
+
+def _offline(task_name: str, inputs: pa.Table, cfg: BenchmarkConfig, ds: RSDataset) -> tuple[dict[str, Any], dict[str, GenerationRecord]]:
+    t0 = time.perf_counter()
+    records = offline_records(task_name, inputs.to_pylist(), cfg.generation, ground_truth_graphs(ds), cfg.text_scenes, ds.name)
+    ok = sum(r.status == "ok" for r in records.values())
+    summary = {"task": task_name, "model": offline_generator_name(task_name, cfg.generation, cfg.text_scenes),
+               "inputs": inputs.num_rows, "skipped_done": 0, "requested": 0, "ok": ok, "failed": len(records) - ok,
+               "calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "seconds": time.perf_counter() - t0}
+    return _row(task_name, summary, "offline"), records
+
+
+def run_task(cfg: BenchmarkConfig, ds: RSDataset, task_name: str, inputs: pa.Table) -> tuple[
+        list[dict[str, Any]], dict[str, GenerationRecord]]:
+    """Accounting rows and input_id -> record of one task; ``image_graph`` on Gemini is the thesis'
+    two-step chain (step 1 counts are sent with the image, and accounted as their own row)."""
+    if cfg.generation.backend == "offline":
+        row, records = _offline(task_name, inputs, cfg, ds)
+        return [row], records
+    rows = []
+    if task_name == "image_graph":
+        count_row, counts = _remote("object_counts", inputs, cfg)
+        rows.append(count_row)
+        inputs = _with_counts(inputs, counts)
+    row, records = _remote(task_name, inputs, cfg)
+    return rows + [row], records
+
+
+def outputs_table(records: dict[str, GenerationRecord]) -> pa.Table:
+    """The records of one task as a table (owner_id, kind, output JSON, generator, status, error, tokens)."""
+    rows = [{"owner_id": i, "kind": r.task, "output": r.parsed, "generator": r.generator, "status": r.status,
+             "error": r.error, "tokens_in": r.tokens_in, "tokens_out": r.tokens_out} for i, r in records.items()]
+    return pa.Table.from_pylist(rows, schema=OUTPUTS_SCHEMA)
+
+
+def _with_counts(inputs: pa.Table, counts: dict[str, GenerationRecord]) -> pa.Table:
     """Image inputs plus their step-1 object counts (A.1.2 step 2 sees the image and the counts)."""
-    from rsretrieval.pipelines.generation import run_generation
-
-    _, counts = run_generation("object_counts", inputs, cfg.generation, store_dir(cfg))
     keep = [i for i, iid in enumerate(inputs["input_id"].to_pylist()) if iid in counts and counts[iid].status == "ok"]
     kept = inputs.take(keep)
     extra = [f"Object counts from step 1: {json.dumps(json.loads(counts[i].parsed))}" for i in kept["input_id"].to_pylist()]
@@ -75,24 +153,23 @@ def _with_counts(cfg: BenchmarkConfig, inputs: pa.Table) -> pa.Table:
 
 def generate(cfg: BenchmarkConfig, tasks: list[str], variant: str = "fine_grained", limit: int | None = None,
              dry: bool = False) -> list[dict[str, Any]]:
-    """Run (or estimate) every task on every configured dataset split."""
-    from rsretrieval.pipelines.generation import run_generation
-
-    if cfg.generation.backend != "gemini" and not dry:
-        raise ValueError("generate runs the Gemini backend (generation.backend=gemini, key in GEMINI_API_KEY); "
-                         "use --dry-run to count requests and cost without a key")
+    """Run (or estimate) every task on every configured dataset split; outputs are written to
+    ``<run_dir>/generated/<dataset>/<task>.parquet``."""
+    if dry and cfg.generation.backend != "gemini":
+        raise ValueError("--dry-run estimates Gemini requests and cost: set generation.backend=gemini")
     rows: list[dict[str, Any]] = []
     for dcfg in cfg.datasets:
         ds = evaluation_split(load_dataset(dcfg, cfg.cache_dir), dcfg)
         for task_name in tasks:
             inputs = task_inputs(ds, task_name, variant, limit)
             if dry:
-                row = dry_run(cfg, task_name, inputs)
+                task_rows = [dry_run(cfg, task_name, inputs)]
             else:
-                if task_name == "image_graph":
-                    inputs = _with_counts(cfg, inputs)
-                summary, _ = run_generation(task_name, inputs, cfg.generation, store_dir(cfg))
-                row = {**summary.as_dict(), "estimate": False}
-            rows.append({"dataset": dcfg.name, **row})
-            log.info("%s/%s: %s", dcfg.name, task_name, row)
+                task_rows, records = run_task(cfg, ds, task_name, inputs)
+                out = cfg.run_dir / "generated" / dcfg.name / f"{task_name}.parquet"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(outputs_table(records), out)
+            for row in task_rows:
+                rows.append({"dataset": dcfg.name, **row})
+                log.info("%s/%s: %s", dcfg.name, row["task"], row)
     return rows
