@@ -205,12 +205,18 @@ class GenerationConfig(_Strict):
     estimated_output_tokens: int = Field(400, description="Output tokens assumed per request by the limiter and dry runs")
     price_input_per_million: float = Field(0.30, description="USD per 1M input tokens (check current Gemini pricing)")
     price_output_per_million: float = Field(2.50, description="USD per 1M output tokens (check current Gemini pricing)")
+    mode: Literal["online", "batch"] = Field(
+        "online", description="online = one request per input; batch = Gemini Batch API: 50% price, answers within 24 h")
+    batch_poll_s: float = Field(30.0, gt=0, description="Seconds between polls of a running Gemini batch job")
+    batch_price_factor: float = Field(0.5, ge=0, description="Multiplies the token prices for batch runs")
     seed: int = Field(0, description="Seed of retry jitter and of the offline simulated VLM")
 
     _paths = field_validator("store_dir", mode="before")(lambda cls, v: _expand(v))
 
-    def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
-        return tokens_in / 1e6 * self.price_input_per_million + tokens_out / 1e6 * self.price_output_per_million
+    def cost_usd(self, tokens_in: int, tokens_out: int, batch: bool = False) -> float:
+        """USD for these tokens; ``batch`` applies ``batch_price_factor`` (Batch API pricing)."""
+        cost = tokens_in / 1e6 * self.price_input_per_million + tokens_out / 1e6 * self.price_output_per_million
+        return cost * self.batch_price_factor if batch else cost
 
 
 class MLflowConfig(_Strict):

@@ -30,7 +30,7 @@ def test_generation_stage_resumes_without_paying_twice(ray_local, tmp_path: Path
     faults = FaultConfig(rate_429=0.3, rate_5xx=0.1, rate_malformed=0.1, retry_delay_s=0.05, seed=1)
     with FakeGeminiServer(task_responder, faults) as server:
         cfg = GenerationConfig(backend="gemini", base_url=server.base_url, actors=2, concurrency_per_actor=4,
-                               batch_size=8, backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=20,
+                               batch_size=8, backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=20, max_reasks=6,
                                requests_per_minute=6000)
         first, _ = run_generation("text_scenes", _inputs(20), cfg, tmp_path / "store")  # the job "dies" after 20
         assert first.requested == 20 and first.ok == 20 and first.failed == 0
@@ -64,7 +64,7 @@ def test_generate_job_chains_image_graph_and_dry_run_sees_the_store(ray_local, t
                   "--set", f"cache_dir={session_cache}", "--set", f"generation.store_dir={tmp_path / 'store'}",
                   "--set", "generation.backend=gemini", "--set", f"generation.base_url={server.base_url}"]
         rows = main(common + ["--task", "image_graph", "--task", "text_scenes"])
-        assert {r["task"]: r["ok"] for r in rows} == {"image_graph": 3, "text_scenes": 3}
+        assert {r["task"]: r["ok"] for r in rows} == {"object_counts": 3, "image_graph": 3, "text_scenes": 3}
         n_requests = sum(server.requests_per_input.values())
         assert n_requests == 9  # 3 counts + 3 graphs (the chain) + 3 text scenes
         assert any("Object counts from step 1" in " ".join(r.texts) for r in server.requests)

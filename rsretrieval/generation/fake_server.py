@@ -8,6 +8,14 @@ shaped like Google's, built from a pluggable *responder* (a function from a
 (429 with ``RetryInfo``, 500/503, hangs, malformed or empty-object answers, an
 RPM quota).  It counts requests per input and records request times so tests
 can check retries, de-duplication and rate limiting.  Stdlib only.
+
+It also speaks the Developer API's Batch mode with inline requests, as ``client.batches`` sends it:
+``POST /{v}/models/{model}:batchGenerateContent`` (creates ``batches/<id>``), ``GET /{v}/batches/<id>``
+(each GET is a poll; the job completes after ``FaultConfig.batch_polls`` polls and
+``batch_seconds`` seconds, ending in ``batch_state``), ``GET /{v}/batches`` (paged list),
+``POST /{v}/batches/<id>:cancel`` and ``DELETE /{v}/batches/<id>``. Every inlined request is
+answered by the same responder and counted in ``requests_per_input`` / ``successes_per_input``
+like an online request, once, when its batch succeeds; ``batches_created`` counts jobs.
 """
 
 from __future__ import annotations
@@ -24,10 +32,14 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+from urllib.parse import parse_qs
 
 __all__ = ["FakeRequest", "FaultConfig", "FakeGeminiServer"]
 
 _ROUTE = re.compile(r"^/(v1|v1beta)/models/([A-Za-z0-9._\-]+):generateContent$")
+_BATCH_CREATE = re.compile(r"^/(v1|v1beta)/models/([A-Za-z0-9._\-]+):batchGenerateContent$")
+_BATCHES = re.compile(r"^/(v1|v1beta)/batches(?:/([A-Za-z0-9._\-]+))?(:cancel)?$")
+BATCH_TERMINAL = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED")
 _STATUS_TEXT = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
                 500: "INTERNAL", 503: "UNAVAILABLE"}
 _MESSAGES = {429: "Resource has been exhausted (e.g. check quota).",
@@ -62,6 +74,10 @@ class FaultConfig:
     rpm_quota: int | None = None
     latency_s: float = 0.0
     seed: int = 0
+    batch_polls: int = 1  # GETs of a batch job before it completes
+    batch_seconds: float = 0.0  # and seconds since its creation
+    batch_state: str = "BATCH_STATE_SUCCEEDED"  # how batch jobs end (FAILED / CANCELLED / EXPIRED to test)
+    rate_batch_item_error: float = 0.0  # an inlined request answered with an error instead of a response
 
 
 def _parts(contents: Any) -> list[dict[str, Any]]:
@@ -121,6 +137,10 @@ def error_body(code: int, message: str | None = None,
     return {"error": err}
 
 
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+
+
 class FakeGeminiServer:
     """Threaded local HTTP server imitating Gemini ``generateContent``."""
 
@@ -141,6 +161,9 @@ class FakeGeminiServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None  # runs serve_forever
         self.base_url: str = ""
+        self.batches: dict[str, dict[str, Any]] = {}  # id -> job (see _batch_create)
+        self.batches_created = 0
+        self._batch_lock = threading.Lock()  # polls, list, cancel (held while a job completes)
 
     def start(self) -> FakeGeminiServer:
         """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
@@ -271,6 +294,117 @@ class FakeGeminiServer:
             with self._lock:
                 self.successes_per_input[req.input_key] += 1
 
+    # --- Batch mode (Developer API, inline requests) -------------------------------------------
+
+    def _batch_op(self, job: dict[str, Any], with_output: bool = True) -> dict[str, Any]:
+        """A job as the API returns it: a long-running Operation whose ``metadata`` is the batch."""
+        meta: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch",
+            "name": job["name"], "model": f"models/{job['model']}", "displayName": job["display_name"],
+            "createTime": _iso(job["created"]), "updateTime": _iso(job["updated"]), "state": job["state"],
+            "batchStats": job["stats"]}
+        done = job["state"] in BATCH_TERMINAL
+        if done:
+            meta["endTime"] = _iso(job["updated"])
+        op: dict[str, Any] = {"name": job["name"], "metadata": meta, "done": done}
+        if with_output and job["output"] is not None:
+            meta["output"] = {"inlinedResponses": {"inlinedResponses": job["output"]}}
+        return op
+
+    def _batch_create(self, h: _Handler, model: str, version: str, body: dict[str, Any]) -> None:
+        batch = body.get("batch") if isinstance(body.get("batch"), dict) else {}
+        items = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests")
+        if not isinstance(items, list) or not items:
+            h.send_json(400, error_body(400, "batch.inputConfig.requests.requests must list inline requests"))
+            return
+        with self._batch_lock:
+            self.batches_created += 1
+            bid, now = f"fake{self.batches_created:06d}", time.time()
+            job = {"id": bid, "name": f"batches/{bid}", "model": model, "api_version": version,
+                   "display_name": batch.get("displayName", ""), "requests": items, "polls": 0,
+                   "state": "BATCH_STATE_PENDING", "created": now, "updated": now, "output": None,
+                   "stats": {"requestCount": str(len(items)), "pendingRequestCount": str(len(items))}}
+            self.batches[bid] = job
+            op = self._batch_op(job)
+        h.send_json(200, op)
+
+    def _batch_get(self, h: _Handler, bid: str) -> None:
+        """One poll: the job completes (its requests are answered) once it is due."""
+        with self._batch_lock:
+            job = self.batches.get(bid)
+            if job is None:
+                h.send_json(404, error_body(404, f"batches/{bid} not found"))
+                return
+            job["polls"] += 1
+            f = self.faults
+            if job["state"] not in BATCH_TERMINAL:
+                if job["polls"] >= f.batch_polls and time.time() - job["created"] >= f.batch_seconds:
+                    self._batch_complete(job, f.batch_state)
+                else:
+                    job["state"], job["updated"] = "BATCH_STATE_RUNNING", time.time()
+            op = self._batch_op(job)
+        h.send_json(200, op)
+
+    def _batch_complete(self, job: dict[str, Any], state: str) -> None:
+        out = [self._batch_item(job, item) for item in job["requests"]] if state == "BATCH_STATE_SUCCEEDED" else None
+        n, ok = len(job["requests"]), sum("response" in r for r in out or [])
+        job.update(state=state, updated=time.time(), output=out, stats={
+            "requestCount": str(n), "successfulRequestCount": str(ok), "failedRequestCount": str(n - ok)})
+
+    def _batch_item(self, job: dict[str, Any], item: Any) -> dict[str, Any]:
+        """Answer one inlined request like an online one (same responder, input key and counters)."""
+        item = item if isinstance(item, dict) else {}
+        req = parse_request(job["model"], job["api_version"], item.get("request") or {})
+        meta = {"metadata": item["metadata"]} if "metadata" in item else {}
+        with self._lock:
+            self.requests_per_input[req.input_key] += 1
+            self.requests.append(req)
+            fault = self._draw_item_fault()
+        if fault == "error":
+            return {"error": {"code": 13, "message": _MESSAGES[500]}, **meta}
+        if fault in ("malformed", "schema"):
+            return {"response": success_body(req, '{"truncated": [1, 2, ' if fault == "malformed" else "{}"), **meta}
+        try:
+            text = self.responder(req)
+        except Exception as exc:
+            return {"error": {"code": 13, "message": f"responder failed: {exc!r}"}, **meta}
+        with self._lock:
+            self.successes_per_input[req.input_key] += 1
+        return {"response": success_body(req, text), **meta}
+
+    def _draw_item_fault(self) -> str | None:
+        f = self.faults
+        if f.seed != self._rng_seed:
+            self._rng, self._rng_seed = random.Random(f.seed), f.seed
+        for kind, rate in (("error", f.rate_batch_item_error), ("malformed", f.rate_malformed),
+                           ("schema", f.rate_schema_violation)):
+            if rate > 0 and self._rng.random() < rate:
+                return kind
+        return None
+
+    def _batch_list(self, h: _Handler, query: str) -> None:
+        q = parse_qs(query)
+        size, start = int(q.get("pageSize", ["50"])[0]), int(q.get("pageToken", ["0"])[0] or 0)
+        with self._batch_lock:
+            jobs = list(reversed(self.batches.values()))  # newest first
+            page = [self._batch_op(j, with_output=False) for j in jobs[start:start + size]]
+        body: dict[str, Any] = {"operations": page}
+        if start + size < len(jobs):
+            body["nextPageToken"] = str(start + size)
+        h.send_json(200, body)
+
+    def _batch_cancel_or_delete(self, h: _Handler, bid: str, delete: bool) -> None:
+        with self._batch_lock:
+            job = self.batches.get(bid)
+            if job is None:
+                h.send_json(404, error_body(404, f"batches/{bid} not found"))
+                return
+            if delete:
+                del self.batches[bid]
+            elif job["state"] not in BATCH_TERMINAL:
+                job.update(state="BATCH_STATE_CANCELLED", updated=time.time())
+        h.send_json(200, {})
+
 
 class _Handler(BaseHTTPRequestHandler):
     """HTTP/1.1 keep-alive handler; ``fake`` is set on a per-server subclass."""
@@ -308,13 +442,32 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
     def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        batches = _BATCHES.match(path)
+        if batches is not None and not batches.group(3):
+            if batches.group(2):
+                self.fake._batch_get(self, batches.group(2))
+            else:
+                self.fake._batch_list(self, query)
+            return
         self.send_json(404, error_body(404, f"Unknown route: GET {self.path}"))
+
+    def do_DELETE(self) -> None:
+        batches = _BATCHES.match(self.path.split("?", 1)[0])
+        if batches is None or not batches.group(2) or batches.group(3):
+            self.send_json(404, error_body(404, f"Unknown route: DELETE {self.path}"))
+            return
+        self.fake._batch_cancel_or_delete(self, batches.group(2), delete=True)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        match = _ROUTE.match(self.path.split("?", 1)[0])
-        if match is None:
+        path = self.path.split("?", 1)[0]
+        match, create, batches = _ROUTE.match(path), _BATCH_CREATE.match(path), _BATCHES.match(path)
+        if batches is not None and batches.group(2) and batches.group(3):
+            self.fake._batch_cancel_or_delete(self, batches.group(2), delete=False)
+            return
+        if match is None and create is None:
             self.send_json(404, error_body(404, f"Unknown route: POST {self.path}"))
             return
         try:
@@ -323,5 +476,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError("body is not a JSON object")
         except ValueError as exc:
             self.send_json(400, error_body(400, f"Invalid JSON: {exc}"))
+            return
+        if create is not None:
+            self.fake._batch_create(self, create.group(2), create.group(1), body)
             return
         self.fake._handle(self, match.group(2), match.group(1), body)
