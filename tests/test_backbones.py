@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def _tiny_model(arch: str, quick_gelu: bool, seed: int = 0):
     return model.eval()
 
 
-def _reference(model) -> tuple[np.ndarray, np.ndarray, "torch.Tensor"]:
+def _reference(model) -> tuple[np.ndarray, np.ndarray, Any]:
     import open_clip
     import torch
 

@@ -100,6 +100,10 @@ class GeminiGenerator:
         self.client = genai.Client(api_key=api_key or api_key_from_env(), http_options=http)
         self.name = cfg.model
 
+    async def aclose(self) -> None:
+        """Close the async HTTP session (else aiohttp warns about an unclosed session)."""
+        await self.client.aio.aclose()
+
     def _request(self, task: GenerationTask, inp: GenerationInput) -> tuple[list[Any], Any]:
         t = self.types
         contents: list[Any] = []

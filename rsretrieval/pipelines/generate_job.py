@@ -68,11 +68,10 @@ def dry_run(cfg: BenchmarkConfig, task_name: str, inputs: pa.Table) -> dict[str,
         todo += 1
         tokens_in += system_tokens + inp.estimated_tokens()
     tokens_out = todo * gen.estimated_output_tokens
-    price = getattr(gen, "batch_price_factor", 1.0) if getattr(gen, "mode", "online") == "batch" else 1.0
     phase, used_by = TASK_ROLE[task_name]
     return {"task": task_name, "model": gen.model, "inputs": inputs.num_rows, "skipped_done": inputs.num_rows - todo,
             "requested": todo, "tokens_in": tokens_in, "tokens_out": tokens_out,
-            "cost_usd": gen.cost_usd(tokens_in, tokens_out) * price, "backend": f"gemini-{getattr(gen, 'mode', 'online')}",
+            "cost_usd": gen.cost_usd(tokens_in, tokens_out, batch=gen.mode == "batch"), "backend": f"gemini-{gen.mode}",
             "phase": phase, "used_by": used_by, "estimate": True, "minutes_at_quota": todo / gen.requests_per_minute}
 
 
@@ -102,12 +101,12 @@ def _row(task_name: str, summary: dict[str, Any], backend: str) -> dict[str, Any
 def _remote(task_name: str, inputs: pa.Table, cfg: BenchmarkConfig) -> tuple[dict[str, Any], dict[str, GenerationRecord]]:
     """Gemini, online (Ray actors) or through the Batch API (driver), per ``generation.mode``."""
     gen = cfg.generation
-    if getattr(gen, "mode", "online") == "batch":
+    if gen.mode == "batch":
         from rsretrieval.pipelines.generation_batch import run_batch_generation as run
     else:
         from rsretrieval.pipelines.generation import run_generation as run
     summary, records = run(task_name, inputs, gen, store_dir(cfg))
-    return _row(task_name, summary.as_dict(), f"gemini-{getattr(gen, 'mode', 'online')}"), records
+    return _row(task_name, summary.as_dict(), f"gemini-{gen.mode}"), records
 
 
 def _offline(task_name: str, inputs: pa.Table, cfg: BenchmarkConfig, ds: RSDataset) -> tuple[dict[str, Any], dict[str, GenerationRecord]]:

@@ -114,6 +114,14 @@ class GenerationStage:
         self.store.append(rec)  # durable before the row is reported
         return {"input_id": inp.input_id, "key": rec.key, "status": rec.status, "skipped": False, "error": rec.error}
 
+    def __del__(self) -> None:
+        """Close the client's HTTP session (best effort: an actor may be killed without it)."""
+        try:
+            self.loop.run_until_complete(self.generator.aclose())
+            self.loop.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown, loop already closed
+            pass
+
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         rows = [{c: (batch[c][i] if c in batch else None) for c in INPUT_COLUMNS} for i in range(len(batch["input_id"]))]
         rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]
