@@ -14,10 +14,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DatasetFormat = Literal["synthrs", "karpathy", "nwpu", "precomp", "custom", "harma"]
-Mode = Literal["v2v", "v2s", "s2v", "s2s"]
+Mode = Literal["v2v", "v2s", "s2v", "s2s", "g2g", "vg2vg"]
 CropMethod = Literal["uniform", "regions"]
 SCENE_IMAGE_MODES = ("v2s", "s2s")  # modes that use image scenes (one result per crop method)
 SCENE_TEXT_MODES = ("s2v", "s2s")  # modes that use text scenes
+GRAPH_MODES = ("g2g", "vg2vg")  # modes that use scene graphs
 GenerationTaskName = Literal["fine_grained_caption", "object_counts", "image_graph", "text_graph", "text_scenes"]
 
 
@@ -210,6 +211,27 @@ class GraphEncoderConfig(_Strict):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the encoder layers")
 
 
+class GraphMatchingConfig(_Strict):
+    """G2G and VG2VG (thesis sec. 5.2.2, 5.3.2, 5.3.4; Tables 8-10)."""
+
+    embedder: NodeEmbedderConfig = Field(default_factory=NodeEmbedderConfig, description="Text embedder of node and edge texts")
+    similarities: list[Literal["hungarian", "gmn"]] = Field(
+        default_factory=lambda: ["hungarian", "gmn"], description="Graph similarity modules to evaluate")
+    hungarian: HungarianConfig = Field(default_factory=HungarianConfig, description="Hungarian node assignment")
+    gmn: GMNConfig = Field(default_factory=GMNConfig, description="Graph Matching Network")
+    encoder: GraphEncoderConfig = Field(default_factory=GraphEncoderConfig, description="Graph encoder before matching")
+    gmn_checkpoint: Path | None = Field(
+        None, description="Trained GMN + encoder weights; without them GMN cells are computed with a seeded "
+        "untrained network and marked 'untrained' (not a result)")
+    vg2vg_weight: float = Field(0.5, ge=0, le=1, description="VG2VG with Hungarian: (1 - w) * global cosine + w * graph score")
+    image_graphs: list[Literal["generated", "oracle"]] = Field(
+        default_factory=lambda: ["generated", "oracle"], description="generated = image graphs from the generation "
+        "backend (simulated VLM offline, Gemini online); oracle = ground-truth graphs where the dataset has them (synthrs)")
+    seed: int = Field(0, description="Seed of the untrained GMN / encoder weights")
+
+    _paths = field_validator("gmn_checkpoint", mode="before")(lambda cls, v: _expand(v))
+
+
 class SimulatedVLMConfig(_Strict):
     """The offline stand-in for Gemini on synthrs images: the ground-truth graph, degraded (simulated)."""
 
@@ -299,6 +321,7 @@ class BenchmarkConfig(_Strict):
     image_scenes: ImageScenesConfig = Field(default_factory=ImageScenesConfig, description="Image crops for V2S/S2S")
     text_scenes: TextScenesConfig = Field(default_factory=TextScenesConfig, description="Caption scenes for S2V/S2S")
     late_interaction: LateInteractionConfig = Field(default_factory=LateInteractionConfig, description="Scene scoring")
+    graph_matching: GraphMatchingConfig = Field(default_factory=GraphMatchingConfig, description="G2G / VG2VG graph matching")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Caption/graph/scene generation")
     generate: list[GenerationTaskName] = Field(
         default_factory=list, description="Generation tasks to run on every dataset besides what the modes need "

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rsretrieval.config import load_config
-from rsretrieval.pipelines.benchmark import per_query_name
+from rsretrieval.pipelines.cells import per_query_name
 from tests.conftest import QUICK_CONFIG
 
 

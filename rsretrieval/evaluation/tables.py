@@ -1,4 +1,4 @@
-"""The results table: one row per (dataset, variant, backbone, mode, crops, similarity, training) cell."""
+"""The results table: one row per (dataset, variant, backbone, mode, crops, graphs, similarity, training) cell."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-KEY_COLUMNS = ["dataset", "variant", "backbone", "mode", "crops", "similarity", "training"]
+KEY_COLUMNS = ["dataset", "variant", "backbone", "mode", "crops", "graphs", "similarity", "training"]
 METRIC_COLUMNS = ["R@1", "R@5", "R@10", "mR", "I2T_R@1", "I2T_R@5", "I2T_R@10", "mR6"]
 INFO_COLUMNS = ["n_queries", "n_images", "embed_seconds", "score_seconds", "notes"]
 

@@ -10,20 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
 
-from rsretrieval.config import SCENE_IMAGE_MODES, SCENE_TEXT_MODES, BackboneConfig, BenchmarkConfig, RayConfig
+from rsretrieval.config import GRAPH_MODES, SCENE_IMAGE_MODES, SCENE_TEXT_MODES, BackboneConfig, BenchmarkConfig, RayConfig
 from rsretrieval.data.registry import duplicate_summary, evaluation_split, load_dataset, load_synthrs_dataset
 from rsretrieval.data.schema import RSDataset
-from rsretrieval.evaluation.retrieval import evaluate_cell, gold_indices, per_query_table
+from rsretrieval.evaluation.retrieval import evaluate_cell, gold_indices
 from rsretrieval.evaluation.tables import results_frame, write_results
 from rsretrieval.matching.cosine import CosineScorer
 from rsretrieval.pipelines.benchmark_generation import add_generated_captions, run_requested_tasks, write_generation_accounting
+from rsretrieval.pipelines.cells import record_cell
 from rsretrieval.pipelines.embed import embed_table, read_embeddings
-from rsretrieval.pipelines.tracking import Tracker, metric_key, mlflow_run
+from rsretrieval.pipelines.tracking import Tracker, mlflow_run
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,10 @@ def _cells(cfg: BenchmarkConfig) -> list[tuple[str, str | None]]:
 
 
 def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bcfg: BackboneConfig,
-                  tracker: Tracker, per_query_dir: Path, synthetic: bool) -> list[dict[str, Any]]:
-    """Embed one dataset split with one backbone and evaluate every variant, mode and crop method."""
+                  tracker: Tracker, per_query_dir: Path, synthetic: bool) -> tuple[
+                      list[dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Embed one dataset split with one backbone and evaluate every variant, mode and crop method.
+    Also returns variant -> (caption vectors, image vectors), L2-normalised, for VG2VG."""
     from rsretrieval.matching.late_interaction import LateInteractionScorer, PackedVectors
     from rsretrieval.pipelines.scenes import embed_image_scenes, embed_text_scenes, read_packed
 
@@ -157,7 +160,8 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
     embed_seconds = time.perf_counter() - t0
     device = _scoring_device(cfg.eval.device)
     agg = cfg.late_interaction.aggregation
-    rows = []
+    rows: list[dict[str, Any]] = []
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for variant in cfg.variants:
         caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
         if caps.num_rows == 0:
@@ -165,9 +169,12 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
             continue
         cap_ids = caps["caption_id"].to_pylist()
         cap_vec = read_embeddings(cap_dir, cap_ids)
+        vectors[variant] = (_unit(cap_vec), _unit(img_vec))
         txt_set = read_packed(txt_dir, cap_ids, scenes.text, "caption_id") if txt_dir else None
         gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
         for mode, method in _cells(cfg):
+            if mode in GRAPH_MODES:
+                continue  # scored in graph_modes
             if mode == "v2v":
                 q, d = cap_vec, img_vec
                 make = lambda a, b: CosineScorer(a, b, device)  # noqa: E731
@@ -177,32 +184,19 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
                 make = lambda a, b: LateInteractionScorer(a, b, agg, device)  # noqa: E731
             cell = evaluate_cell(make(q, d), gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
                                  cfg.eval.top_k_saved, make(d, q) if cfg.eval.i2t else None)
-            crops = scenes.crop_names[method] if method else "-"
-            keys = {"dataset": ds.name, "variant": variant, "backbone": bcfg.name, "mode": mode, "crops": crops,
+            keys = {"dataset": ds.name, "variant": variant, "backbone": bcfg.name, "mode": mode,
+                    "crops": scenes.crop_names[method] if method else "-", "graphs": "-",
                     "similarity": "cosine" if mode == "v2v" else agg, "training": "none"}
             notes = (["synthetic data"] if synthetic else []) + (["embedded rs-tiny"] if bcfg.name == "rs-tiny" else [])
-            row = {**keys, **cell.metrics(), "n_queries": len(cap_ids), "n_images": len(image_ids),
-                   "query_vectors": _mean_size(q), "image_vectors": _mean_size(d),
-                   "embed_seconds": embed_seconds, "embeddings_cached": img_cached and cap_cached,
-                   "notes": "; ".join(notes)}
-            rows.append(row)
-            pq.write_table(per_query_table(cap_ids, gold, image_ids, cell.ranks, keys),
-                           per_query_dir / f"{per_query_name(keys)}.parquet")
-            tracker.log_metrics({metric_key(ds.name, variant, bcfg.name, cell_name(mode, crops), k): float(v)
-                                 for k, v in cell.metrics().items() if v == v})
-            log.info("%s/%s/%s/%s: R@1 %.2f R@5 %.2f R@10 %.2f mR %.2f", ds.name, variant, bcfg.name,
-                     cell_name(mode, crops), cell.t2i[1], cell.t2i[5], cell.t2i[10], cell.mR)
-    return rows
+            info = {"query_vectors": _mean_size(q), "image_vectors": _mean_size(d), "embed_seconds": embed_seconds,
+                    "embeddings_cached": img_cached and cap_cached}
+            rows.append(record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir))
+    return rows, vectors
 
 
-def cell_name(mode: str, crops: str) -> str:
-    """'v2v', 's2v', or 'v2s-uniform' / 's2s-segments': the mode with its crop method."""
-    return mode if crops == "-" else f"{mode}-{crops}"
-
-
-def per_query_name(keys: dict[str, str]) -> str:
-    """File stem of a cell's per-query Parquet."""
-    return "__".join([keys["dataset"], keys["variant"], keys["backbone"], cell_name(keys["mode"], keys["crops"])])
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _mean_size(x: Any) -> float:
@@ -221,6 +215,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     rows: list[dict[str, Any]] = []
     footnotes: list[str] = []
     generation: list[dict[str, Any]] = []  # accounting rows of every generation step
+    scoring = None  # graph node embedder and similarity modules, built on first use
     with mlflow_run(cfg) as tracker:
         for dcfg in cfg.datasets:
             full = load_dataset(dcfg, cfg.cache_dir)
@@ -238,10 +233,24 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
             scenes = prepare_scenes(cfg, ds)
             generation += gen_rows + task_rows + scenes.generation
             footnotes += notes + task_notes + scene_notes(cfg, scenes)
+            synthetic = dcfg.format == "synthrs"
+            graphs = None
+            if any(m in GRAPH_MODES for m in cfg.modes):
+                from rsretrieval.pipelines.graph_modes import GraphScoring, graph_cells, prepare_graphs
+
+                graphs = prepare_graphs(cfg, ds)
+                generation += graphs.generation
+                footnotes += graphs.notes
+                scoring = scoring or GraphScoring(cfg)
+                if "g2g" in cfg.modes:
+                    rows += graph_cells(cfg, ds, graphs, scoring, None, None, tracker, per_query_dir, synthetic)
             for bcfg in cfg.backbones:
                 if bcfg.name == "rs-tiny":
                     footnotes.append(RS_TINY_NOTE)
-                rows.extend(_run_backbone(cfg, ds, scenes, bcfg, tracker, per_query_dir, dcfg.format == "synthrs"))
+                backbone_rows, vectors = _run_backbone(cfg, ds, scenes, bcfg, tracker, per_query_dir, synthetic)
+                rows += backbone_rows
+                if graphs is not None and "vg2vg" in cfg.modes:
+                    rows += graph_cells(cfg, ds, graphs, scoring, bcfg.name, vectors, tracker, per_query_dir, synthetic)
         if generation:
             footnotes.append(write_generation_accounting(generation, run_dir, tracker))
         footnotes = list(dict.fromkeys(footnotes))

@@ -17,11 +17,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from rsretrieval.config import BenchmarkConfig
 from rsretrieval.data.schema import RSDataset, captions_table
-from rsretrieval.pipelines.generate_job import outputs_table, run_task, task_inputs
+from rsretrieval.pipelines.generate_job import run_task, save_outputs, task_inputs
 
 log = logging.getLogger(__name__)
 GENERATED_SUFFIX = "#gen"
@@ -35,6 +34,7 @@ def add_generated_captions(cfg: BenchmarkConfig, ds: RSDataset) -> tuple[RSDatas
         return ds, [], [f"{ds.name}: no fine-grained captions (the dataset has none and generation.backend=offline; "
                         "set generation.backend=gemini to generate them with prompt A.1.1)"]
     rows, records = run_task(cfg, ds, "fine_grained_caption", task_inputs(ds, "fine_grained_caption", "", None))
+    save_outputs(cfg, ds.name, "fine_grained_caption", records)
     split = {r["image_id"]: r["split"] for r in ds.images.to_pylist()}
     new = [{"caption_id": iid + GENERATED_SUFFIX, "image_id": iid, "text": json.loads(r.parsed), "variant": "fine_grained",
             "split": split[iid]} for iid, r in records.items() if r.status == "ok"]
@@ -54,6 +54,7 @@ def generated_text_scenes(cfg: BenchmarkConfig, ds: RSDataset) -> tuple[pa.Table
 
     inputs = pa.table({"input_id": ds.captions["caption_id"], "text": ds.captions["text"]})
     rows, records = run_task(cfg, ds, "text_scenes", inputs)
+    save_outputs(cfg, ds.name, "text_scenes", records)
     ids, texts = ds.captions["caption_id"].to_pylist(), ds.captions["text"].to_pylist()
     scenes, names = [], set()
     for cid in ids:
@@ -74,10 +75,7 @@ def run_requested_tasks(cfg: BenchmarkConfig, ds: RSDataset, variant: str = "fin
     rows, notes = [], []
     for task_name in cfg.generate:
         task_rows, records = run_task(cfg, ds, task_name, task_inputs(ds, task_name, variant, None))
-        out = cfg.run_dir / "generated" / ds.name / f"{task_name}.parquet"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table = outputs_table(records)
-        pq.write_table(table, out)
+        table = save_outputs(cfg, ds.name, task_name, records)
         failed = pc.sum(pc.equal(table["status"], "failed")).as_py() or 0
         gens = sorted(set(table["generator"].to_pylist()))
         notes.append(f"{ds.name}: {task_name} by {', '.join(gens)}: {table.num_rows - failed} ok, {failed} failed "

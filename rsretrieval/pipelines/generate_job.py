@@ -142,6 +142,15 @@ def outputs_table(records: dict[str, GenerationRecord]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=OUTPUTS_SCHEMA)
 
 
+def save_outputs(cfg: BenchmarkConfig, dataset: str, task_name: str, records: dict[str, Any]) -> pa.Table:
+    """``<run_dir>/generated/<dataset>/<task>.parquet``: every output with its generator, status and error."""
+    table = outputs_table(records)
+    out = cfg.run_dir / "generated" / dataset / f"{task_name}.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
+    return table
+
+
 def _with_counts(inputs: pa.Table, counts: dict[str, GenerationRecord]) -> pa.Table:
     """Image inputs plus their step-1 object counts (A.1.2 step 2 sees the image and the counts)."""
     keep = [i for i, iid in enumerate(inputs["input_id"].to_pylist()) if iid in counts and counts[iid].status == "ok"]
@@ -165,9 +174,7 @@ def generate(cfg: BenchmarkConfig, tasks: list[str], variant: str = "fine_graine
                 task_rows = [dry_run(cfg, task_name, inputs)]
             else:
                 task_rows, records = run_task(cfg, ds, task_name, inputs)
-                out = cfg.run_dir / "generated" / dcfg.name / f"{task_name}.parquet"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                pq.write_table(outputs_table(records), out)
+                save_outputs(cfg, dcfg.name, task_name, records)
             for row in task_rows:
                 rows.append({"dataset": dcfg.name, **row})
                 log.info("%s/%s: %s", dcfg.name, row["task"], row)

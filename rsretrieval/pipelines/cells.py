@@ -1,0 +1,45 @@
+"""One evaluated cell -> its results row, per-query file, MLflow metrics and log line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from rsretrieval.evaluation.retrieval import CellResult, per_query_table
+from rsretrieval.pipelines.tracking import Tracker, metric_key
+
+log = logging.getLogger(__name__)
+
+
+def cell_name(keys: dict[str, Any]) -> str:
+    """'v2v', 's2v', 'v2s-uniform', or for graph modes 'g2g-hungarian-vanilla-oracle': the mode with
+    what distinguishes its cells."""
+    parts = [keys["mode"]]
+    if keys.get("crops", "-") != "-":
+        parts.append(keys["crops"])
+    if keys.get("graphs", "-") != "-":
+        parts += [keys["similarity"], keys["training"], keys["graphs"]]
+    return "-".join(parts)
+
+
+def per_query_name(keys: dict[str, Any]) -> str:
+    """File stem of a cell's per-query ranks: ``<dataset>__<variant>__<backbone>__<cell name>``."""
+    return "__".join([keys["dataset"], keys["variant"], keys["backbone"], cell_name(keys)])
+
+
+def record_cell(keys: dict[str, Any], cell: CellResult, query_ids: list[str], gold: np.ndarray, image_ids: list[str],
+                info: dict[str, Any], notes: list[str], tracker: Tracker, per_query_dir: Path) -> dict[str, Any]:
+    """Write the cell's per-query ranks and metrics; return its results row."""
+    row = {**keys, **cell.metrics(), "n_queries": len(query_ids), "n_images": len(image_ids), **info,
+           "notes": "; ".join(notes)}
+    pq.write_table(per_query_table(query_ids, gold, image_ids, cell.ranks, keys), per_query_dir / f"{per_query_name(keys)}.parquet")
+    name = cell_name(keys)
+    tracker.log_metrics({metric_key(keys["dataset"], keys["variant"], keys["backbone"], name, k): float(v)
+                         for k, v in cell.metrics().items() if v == v})
+    log.info("%s/%s/%s/%s: R@1 %.2f R@5 %.2f R@10 %.2f mR %.2f", keys["dataset"], keys["variant"], keys["backbone"],
+             name, cell.t2i[1], cell.t2i[5], cell.t2i[10], cell.mR)
+    return row
