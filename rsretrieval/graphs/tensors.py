@@ -134,7 +134,7 @@ def from_pyg(data: Any) -> GraphBatch:
     if ptr is None:  # a single Data: one graph
         ptr = torch.tensor([0, data.num_nodes])
     n = len(ptr) - 1
-    edge_graph = torch.bucketize(data.edge_index[0], ptr[1:], right=True)  # source node row -> graph
+    edge_graph = torch.bucketize(data.edge_index[0].contiguous(), ptr[1:], right=True)  # source node row -> graph
     edge_offsets = torch.tensor([0, *torch.bincount(edge_graph, minlength=n).cumsum(0).tolist()], dtype=torch.int64)
     empty = getattr(data, "empty", None)
     return GraphBatch(PackedVectors(data.x, ptr), data.edge_index, data.edge_attr, edge_offsets, empty)
@@ -142,12 +142,11 @@ def from_pyg(data: Any) -> GraphBatch:
 
 def save_graph_batch(batch: GraphBatch, path: str | Path) -> Path:
     """Write ``batch`` to ``path`` (.npz). Node and edge rows are stored once per distinct vector."""
-    vectors = torch.cat([batch.nodes.vectors.float(), batch.edge_attr]) if batch.edge_attr.shape[1] == \
-        batch.node_dim else None
     arrays: dict[str, np.ndarray] = {"node_offsets": batch.nodes.offsets.numpy(), "edge_index": batch.edge_index.numpy(),
                                      "edge_offsets": batch.edge_offsets.numpy(), "empty": batch.empty.numpy()}
-    if vectors is not None:  # one table: node and edge texts share many vectors ("white", "building", ...)
-        arrays["table"], arrays["rows"] = _dedupe_rows(vectors.detach().cpu().numpy())
+    if batch.edge_attr.shape[1] == batch.node_dim:  # one table: node and edge texts share vectors ("white", ...)
+        parts = [batch.nodes.vectors.detach().cpu().float().numpy(), batch.edge_attr.detach().cpu().numpy()]
+        arrays["table"], arrays["rows"] = _dedupe_rows(parts)
     else:
         arrays["node_vectors"] = batch.nodes.vectors.detach().cpu().float().numpy()
         arrays["edge_attr"] = batch.edge_attr.detach().cpu().numpy()
@@ -165,19 +164,37 @@ def load_graph_batch(path: str | Path) -> GraphBatch:
         node_offsets = torch.from_numpy(z["node_offsets"])
         n_nodes = int(node_offsets[-1])
         if "table" in z:
-            rows = torch.from_numpy(z["table"])[torch.from_numpy(z["rows"])]
-            nodes, edge_attr = rows[:n_nodes], rows[n_nodes:]
+            table, rows = torch.from_numpy(z["table"]), torch.from_numpy(z["rows"])
+            nodes, edge_attr = table[rows[:n_nodes]], table[rows[n_nodes:]]
         else:
             nodes, edge_attr = torch.from_numpy(z["node_vectors"]), torch.from_numpy(z["edge_attr"])
         return GraphBatch(PackedVectors(nodes, node_offsets), torch.from_numpy(z["edge_index"]), edge_attr,
                           torch.from_numpy(z["edge_offsets"]), torch.from_numpy(z["empty"]))
 
 
-def _dedupe_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of ``a`` (bitwise) and the row index of each original row."""
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    if len(a) == 0:
-        return a, np.zeros(0, np.int64)
-    keys = a.view(np.dtype((np.void, a.itemsize * a.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return a[first], inverse.astype(np.int64).ravel()
+def _dedupe_rows(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of the stacked ``parts`` and each stacked row's index among them; lossless.
+
+    Rows are grouped by a 4-d random projection (a unique over N x D bytes, or one big stacked copy,
+    is slow) and the grouping is checked bitwise; a fingerprint collision falls back to exact bytes.
+    """
+    parts = [np.ascontiguousarray(p, dtype=np.float32) for p in parts]
+    proj = np.random.default_rng(0).standard_normal((parts[0].shape[1], 4)).astype(np.float32)
+    sizes = np.cumsum([0, *(len(p) for p in parts)])
+    if sizes[-1] == 0:
+        return np.zeros((0, parts[0].shape[1]), np.float32), np.zeros(0, np.int64)
+
+    def rows_of(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        k = np.ascontiguousarray(np.concatenate(keys))
+        void = k.view(np.dtype((np.void, k.itemsize * k.shape[1]))).ravel()
+        _, first, inverse = np.unique(void, return_index=True, return_inverse=True)
+        part = np.searchsorted(sizes, first, side="right") - 1
+        table = np.empty((len(first), parts[0].shape[1]), np.float32)
+        for j, p in enumerate(parts):
+            table[part == j] = p[first[part == j] - sizes[j]]
+        return table, inverse.astype(np.int64).ravel()
+
+    table, inverse = rows_of([p @ proj for p in parts])
+    if all(np.array_equal(table[inverse[sizes[j]:sizes[j + 1]]], p) for j, p in enumerate(parts)):
+        return table, inverse
+    return rows_of(parts)
