@@ -48,6 +48,18 @@ class DatasetGraphs:
     images: dict[str, dict[str, Any]]  # source label -> image_id -> GraphElements
     generation: list[dict[str, Any]] = field(default_factory=list)  # accounting rows
     notes: list[str] = field(default_factory=list)
+    stats: list[dict[str, Any]] = field(default_factory=list)  # GCR (A.2.3) and sizes per graph set
+
+
+def graph_set_stats(dataset: str, name: str, graphs: list[Any]) -> dict[str, Any]:
+    """Collision rate (thesis A.2.3, Table 19) and size statistics (Figure 20) of one graph set."""
+    from rsretrieval.graphs.stats import collision_stats, size_stats
+
+    col, size = collision_stats(graphs), size_stats(graphs)
+    return {"dataset": dataset, "graphs": name, "n_graphs": col["n_graphs"], "n_empty": size["n_empty"],
+            "gcr": col["gcr"], "n_unique": col["n_unique"], "nodes_mean": size["nodes"]["mean"],
+            "nodes_median": size["nodes"]["median"], "nodes_max": size["nodes"]["max"],
+            "edges_mean": size["edges"]["mean"], "edges_median": size["edges"]["median"]}
 
 
 def _ok(records: dict[str, Any]) -> dict[str, str]:
@@ -83,11 +95,16 @@ def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:
                                  for iid in ds.images["image_id"].to_pylist()}
             out.notes.append(f"{ds.name}: image graphs '{label}' for {len(ok)}/{ds.images.num_rows} images"
                              + (" (simulated from the ground truth with VLM-like errors, not a model)" if label == "simulated-vlm" else ""))
+    for variant in sorted(set(ds.captions["variant"].to_pylist())):
+        ids = pc.filter(ds.captions["caption_id"], pc.equal(ds.captions["variant"], variant)).to_pylist()
+        out.stats.append(graph_set_stats(ds.name, f"query:{variant}", [out.captions[c] for c in ids]))
     truth = ground_truth_graphs(ds) if "oracle" in gm.image_graphs else {}
     if truth:
         out.images["oracle"] = {iid: image_graph_elements(truth[iid]) if iid in truth else empty
                                 for iid in ds.images["image_id"].to_pylist()}
         out.notes.append(f"{ds.name}: 'oracle' rows use the ground-truth image graphs (measures matching, not generation)")
+    for source, by_image in out.images.items():
+        out.stats.append(graph_set_stats(ds.name, f"image:{source}", list(by_image.values())))
     return out
 
 
