@@ -119,6 +119,7 @@ class GraphScoring:
         self.embedder = CachedTextEmbedder(load_text_embedder(self.gm.embedder), Path(cfg.cache_dir) / "node_embeddings")
         self.training = "trained" if self.gm.gmn_checkpoint else "untrained"
         self._gmn: dict[bool, Any] = {}
+        self._hungarian: dict[str, np.ndarray] = {}
 
     def nodes(self, elements: list[Any]) -> Any:
         """PackedVectors of node embeddings (after the graph encoder) of ``elements``."""
@@ -141,12 +142,15 @@ class GraphScoring:
             self._gmn[use_global] = net.eval()
         return self._gmn[use_global]
 
-    def score(self, similarity: str, mode: str, q: Any, d: Any, cosine: np.ndarray | None) -> np.ndarray:
-        """(Q, D) scores of one cell."""
+    def score(self, similarity: str, mode: str, q: Any, d: Any, cosine: np.ndarray | None, memo: str = "") -> np.ndarray:
+        """(Q, D) scores of one cell; ``memo`` names the (graph sets) so G2G and VG2VG share one
+        Hungarian matrix."""
         if similarity == "hungarian":
             from rsretrieval.matching.hungarian import HungarianScorer
 
-            graph = HungarianScorer(self.gm.hungarian).score(q, d)
+            if not memo or memo not in self._hungarian:  # (Q, D) float32 each: small at paper sizes
+                self._hungarian[memo] = HungarianScorer(self.gm.hungarian).score(q, d)
+            graph = self._hungarian[memo]
             if mode == "g2g":
                 return graph
             w = self.gm.vg2vg_weight
@@ -181,7 +185,7 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
                 cosine = cv @ iv.T
             for similarity in cfg.graph_matching.similarities:
                 t1 = time.perf_counter()
-                m = torch.as_tensor(scoring.score(similarity, mode, q, d, cosine))
+                m = torch.as_tensor(scoring.score(similarity, mode, q, d, cosine, f"{ds.name}/{source}/{variant}"))
                 score_seconds = time.perf_counter() - t1
                 cell = evaluate_cell(lambda s, e: m[s:e], gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
                                      cfg.eval.top_k_saved, (lambda s, e: m.T[s:e]) if cfg.eval.i2t else None)
