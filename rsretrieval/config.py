@@ -223,6 +223,9 @@ class GraphMatchingConfig(_Strict):
     gmn_checkpoint: Path | None = Field(
         None, description="Trained GMN + encoder weights; without them GMN cells are computed with a seeded "
         "untrained network and marked 'untrained' (not a result)")
+    untrained_gmn: bool = Field(
+        False, description="Without gmn_checkpoint, still score GMN cells with a seeded untrained network (a plumbing "
+        "check, marked 'untrained'); false = skip them with a footnote")
     vg2vg_weight: float = Field(0.5, ge=0, le=1, description="VG2VG with Hungarian: (1 - w) * global cosine + w * graph score")
     image_graphs: list[Literal["generated", "oracle"]] = Field(
         default_factory=lambda: ["generated", "oracle"], description="generated = image graphs from the generation "
@@ -312,8 +315,9 @@ class BenchmarkConfig(_Strict):
         default_factory=lambda: [BackboneConfig(name="rs-tiny")],
         description="Backbones to benchmark (default: the embedded rs-tiny, trained on first use)",
     )
-    modes: list[Mode] = Field(default_factory=lambda: ["v2v", "v2s", "s2v", "s2s"],
-                              description="Matching modes: v2v (global vectors), v2s/s2v/s2s (scene sets, Q-MAM)")
+    modes: list[Mode] = Field(default_factory=lambda: ["v2v", "v2s", "s2v", "s2s", "g2g", "vg2vg"],
+                              description="Matching modes: v2v (global vectors), v2s/s2v/s2s (scene sets, Q-MAM), "
+                              "g2g/vg2vg (scene graphs: Hungarian, GMN; vg2vg adds the global cosine)")
     variants: list[str] = Field(
         default_factory=lambda: ["original", "fine_grained"],
         description="Caption variants to evaluate when the dataset has them",

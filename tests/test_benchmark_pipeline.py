@@ -12,13 +12,15 @@ from rsretrieval.config import load_config
 from rsretrieval.pipelines.cells import per_query_name
 from tests.conftest import QUICK_CONFIG
 
+SCENE_MODES = "modes=[v2v, v2s, s2v, s2s]"  # graph modes have their own tests (test_graph_modes.py)
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory, session_cache: Path, ray_local):
     from rsretrieval.pipelines.benchmark import run_benchmark
 
     out = tmp_path_factory.mktemp("runs")
-    cfg = load_config(QUICK_CONFIG, [f"output_dir={out}", f"cache_dir={session_cache}"])
+    cfg = load_config(QUICK_CONFIG, [f"output_dir={out}", f"cache_dir={session_cache}", SCENE_MODES])
     return cfg, run_benchmark(cfg)
 
 
@@ -111,7 +113,8 @@ def test_mlflow_store_does_not_leak_into_environment(quick_run) -> None:
 def test_rerun_reuses_embeddings(quick_run, session_cache: Path, tmp_path: Path) -> None:
     from rsretrieval.pipelines.benchmark import run_benchmark
 
-    cfg = load_config(QUICK_CONFIG, [f"output_dir={tmp_path}", f"cache_dir={session_cache}", "mlflow.enabled=false"])
+    cfg = load_config(QUICK_CONFIG, [f"output_dir={tmp_path}", f"cache_dir={session_cache}", "mlflow.enabled=false",
+                                     SCENE_MODES])
     again = run_benchmark(cfg)
     assert all(r["embeddings_cached"] for r in again.rows)
     first = pd.read_csv(quick_run[1].results_csv)

@@ -19,7 +19,8 @@ def graph_run(tmp_path_factory: pytest.TempPathFactory, session_cache: Path, ray
     from rsretrieval.pipelines.benchmark import run_benchmark
 
     out = tmp_path_factory.mktemp("graph-runs")
-    cfg = load_config(QUICK_CONFIG, [f"output_dir={out}", f"cache_dir={session_cache}", "modes=[v2v, g2g, vg2vg]"])
+    cfg = load_config(QUICK_CONFIG, [f"output_dir={out}", f"cache_dir={session_cache}", "modes=[v2v, g2g, vg2vg]",
+                                     "graph_matching.untrained_gmn=true"])
     return cfg, run_benchmark(cfg)
 
 

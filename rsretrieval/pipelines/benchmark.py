@@ -244,6 +244,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                 footnotes += graphs.notes
                 graph_stats += graphs.stats
                 scoring = scoring or GraphScoring(cfg)
+                footnotes += scoring.notes
                 if "g2g" in cfg.modes:
                     rows += graph_cells(cfg, ds, graphs, scoring, None, None, tracker, per_query_dir, synthetic)
             for bcfg in cfg.backbones:

@@ -120,6 +120,11 @@ class GraphScoring:
         self.training = "trained" if self.gm.gmn_checkpoint else "untrained"
         self._gmn: dict[bool, Any] = {}
         self._hungarian: dict[str, np.ndarray] = {}
+        # an untrained GMN ranks at random: run it only when asked to (plumbing checks)
+        self.similarities = [s for s in self.gm.similarities
+                             if s != "gmn" or self.gm.gmn_checkpoint or self.gm.untrained_gmn]
+        self.notes = ["GMN cells skipped: no trained weights (graph_matching.gmn_checkpoint); an untrained GMN is "
+                      "no result"] if len(self.similarities) < len(self.gm.similarities) else []
 
     def nodes(self, elements: list[Any]) -> Any:
         """PackedVectors of node embeddings (after the graph encoder) of ``elements``."""
@@ -134,8 +139,7 @@ class GraphScoring:
         if use_global not in self._gmn:
             from rsretrieval.matching.gmn import GraphMatchingNetwork
 
-            torch.manual_seed(self.gm.seed)
-            net = GraphMatchingNetwork(self.gm.gmn.model_copy(update={"use_global": use_global}), dim=self.embedder.dim)
+            net = GraphMatchingNetwork(self.gm.gmn.model_copy(update={"use_global": use_global}), seed=self.gm.seed)
             if self.gm.gmn_checkpoint:
                 state = torch.load(self.gm.gmn_checkpoint, map_location="cpu", weights_only=True)
                 net.load_state_dict(state["gmn_vg2vg" if use_global else "gmn_g2g"])
@@ -183,7 +187,7 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
             if vectors is not None:
                 cv, iv = vectors[variant]
                 cosine = cv @ iv.T
-            for similarity in cfg.graph_matching.similarities:
+            for similarity in scoring.similarities:
                 t1 = time.perf_counter()
                 m = torch.as_tensor(scoring.score(similarity, mode, q, d, cosine, f"{ds.name}/{source}/{variant}"))
                 score_seconds = time.perf_counter() - t1
