@@ -33,7 +33,8 @@ from typing import Any, Callable, Sequence
 
 from rsretrieval._lazy import lazy_import
 from rsretrieval.generation.config import GenerationConfig
-from rsretrieval.generation.gemini import GenerationAuthError, GenerationInput, _status, _transport_errors, api_key_from_env
+from rsretrieval.generation.gemini import (GenerationAuthError, GenerationInput, _status, _transport_errors, api_key_from_env,
+                                         request_parts)
 from rsretrieval.generation.store import GenerationRecord, ResponseStore, record_key
 from rsretrieval.generation.tasks import GenerationTask, InvalidResponse, to_json
 
@@ -203,19 +204,9 @@ class BatchRunner:
         return entry
 
     def _inlined(self, task: GenerationTask, key: str, inp: GenerationInput) -> Any:
-        """The online path's request (see GeminiGenerator._request) as an inlined batch request."""
-        t = self.types
-        contents: list[Any] = []
-        if inp.image_bytes is not None:
-            contents.append(t.Part.from_bytes(data=inp.image_bytes, mime_type=inp.mime_type))
-        for text in (inp.text, inp.extra_text):
-            if text:
-                contents.append(t.Part.from_text(text=text))
-        config = t.GenerateContentConfig(
-            system_instruction=task.system_prompt,
-            response_mime_type="application/json" if task.wire_schema else None,
-            response_schema=task.wire_schema)
-        return t.InlinedRequest(contents=contents, config=config, metadata={"key": key})
+        """The online path's request as an inlined batch request."""
+        contents, config = request_parts(self.types, task, inp)
+        return self.types.InlinedRequest(contents=contents, config=config, metadata={"key": key})
 
     def _poll(self, task: GenerationTask, manifest: BatchManifest, pending: list[BatchEntry]) -> None:
         deadline = time.monotonic() + self.max_wait_s

@@ -86,6 +86,22 @@ def _status(exc: BaseException) -> int | None:
     return code if isinstance(code, int) else None
 
 
+def request_parts(types: Any, task: GenerationTask, inp: GenerationInput) -> tuple[list[Any], Any]:
+    """(contents, config) of one request: image part, then text parts; the task's system prompt and
+    JSON schema. Online and batch requests are built here, so they are the same request."""
+    contents: list[Any] = []
+    if inp.image_bytes is not None:
+        contents.append(types.Part.from_bytes(data=inp.image_bytes, mime_type=inp.mime_type))
+    for text in (inp.text, inp.extra_text):
+        if text:
+            contents.append(types.Part.from_text(text=text))
+    config = types.GenerateContentConfig(
+        system_instruction=task.system_prompt,
+        response_mime_type="application/json" if task.wire_schema else None,
+        response_schema=task.wire_schema)
+    return contents, config
+
+
 class GeminiGenerator:
     """``await generate(task, input)`` -> a :class:`GenerationRecord` (ok or failed), never raises
     for a per-row problem."""
@@ -105,18 +121,7 @@ class GeminiGenerator:
         await self.client.aio.aclose()
 
     def _request(self, task: GenerationTask, inp: GenerationInput) -> tuple[list[Any], Any]:
-        t = self.types
-        contents: list[Any] = []
-        if inp.image_bytes is not None:
-            contents.append(t.Part.from_bytes(data=inp.image_bytes, mime_type=inp.mime_type))
-        for text in (inp.text, inp.extra_text):
-            if text:
-                contents.append(t.Part.from_text(text=text))
-        config = t.GenerateContentConfig(
-            system_instruction=task.system_prompt,
-            response_mime_type="application/json" if task.wire_schema else None,
-            response_schema=task.wire_schema)
-        return contents, config
+        return request_parts(self.types, task, inp)
 
     def _backoff(self, failures: int, hint: float | None) -> float:
         jitter = self.rng.uniform(0, min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** (failures - 1)))
