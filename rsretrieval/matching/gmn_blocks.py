@@ -18,9 +18,10 @@ from rsretrieval.matching.gmn import (BLOCK_ELEMENTS, FIXED_HALF_WIDTH, RANGE_EP
 from rsretrieval.matching.late_interaction import PackedVectors
 
 
-def default_doc_block(chunk: int, q_max: int, d_max: int) -> int:
-    """Documents per block so that a block holds about ``BLOCK_ELEMENTS`` similarities."""
-    return max(1, BLOCK_ELEMENTS // (chunk * q_max * d_max))
+def default_doc_block(chunk: int, q_mean: float, d_mean: float, device: str | torch.device = "cpu") -> int:
+    """Documents per block so that a block holds about ``BLOCK_ELEMENTS`` similarities (mean sizes)."""
+    target = BLOCK_ELEMENTS["cuda" if torch.device(device).type == "cuda" else "cpu"]
+    return max(1, int(target / (chunk * q_mean * d_mean)))
 
 
 def gather_padded(packed: PackedVectors, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +61,8 @@ class BlockScorer:
         self.d_order = torch.argsort(docs.sizes, stable=True)
         self.chunk = chunk_size
         q_max, d_max = int(queries.sizes.max()), int(docs.sizes.max())
-        self.doc_block = doc_block or default_doc_block(chunk_size, q_max, d_max)
+        self.doc_block = doc_block or default_doc_block(chunk_size, float(queries.sizes.float().mean()),
+                                                        float(docs.sizes.float().mean()), self.device)
         self.tick = stage_clock(profile, self.device)
         self.fixed = cfg.hist_range == "fixed"
         # fixed range: t = s * (cos + R) (- 0.5 for soft) = (s q) . d + offset: a GEMM onto a prefilled buffer
@@ -80,7 +82,6 @@ class BlockScorer:
         f32 = dict(dtype=torch.float32, device=self.device)
         self.buf_s, self.buf_h = torch.empty(n_sim, **f32), torch.empty(n_rows * cfg.bins, **f32)
         self.buf_i = torch.empty(n_sim, dtype=torch.int64, device=self.device)
-        self.buf_i32 = torch.empty(n_sim, dtype=torch.int32, device=self.device)
         self.buf_r = torch.empty(n_rows * cfg.hidden, **f32)
         self.buf_t = torch.empty(n_rows * cfg.hidden if cfg.heads > 1 else 0, **f32)
         # pooled first-layer activations of a whole query chunk: the per-pair chain then runs once per chunk
@@ -156,7 +157,8 @@ class BlockScorer:
 
     def _block(self, qflat: torch.Tensor, c: int, lq: int, blk: _DocBlock, q_bias: torch.Tensor | None,
                pooled: torch.Tensor) -> None:
-        """One query chunk x one document block: pooled first-layer activations into ``pooled`` (c, nb, heads, hidden)."""
+        """One query chunk x one document block: attention-pooled first-layer activations of every pair
+        into ``pooled`` (c, nb, heads, hidden)."""
         cfg, nb, ld = self.cfg, blk.end - blk.start, blk.slots
         bins, hidden, rows = cfg.bins, cfg.hidden, c * lq * nb
         self.tick("other")
@@ -174,15 +176,14 @@ class BlockScorer:
             if cfg.soft_binning:
                 s.sub_(0.5)
         idx = self.buf_i[: rows * ld].view(c, lq, nb, ld)
-        idx32 = self.buf_i32[: rows * ld].view(c, lq, nb, ld)  # float -> int32 -> int64: 3x faster than direct
         hist = self.buf_h[: rows * bins].view(c, lq, nb, bins).zero_()
         w = blk.weights[None, None].expand(c, lq, nb, ld)
         if not cfg.soft_binning:
-            idx.copy_(idx32.copy_(s))  # truncation; t >= 0 (up to rounding) so this is floor
+            idx.copy_(s)  # float -> int64 truncates; t >= 0 (up to rounding) so this is floor
             hist.scatter_add_(3, idx, w)
         else:  # (1 - f) w to bin k, f w to bin k + 1
             s.clamp_(0, bins - 1)
-            idx.copy_(idx32.copy_(s)).clamp_(max=bins - 2)
+            idx.copy_(s).clamp_(max=bins - 2)
             frac_w = s.sub_(idx).mul_(w)
             hist.scatter_add_(3, idx, w).scatter_add_(3, idx, frac_w.neg_())
             hist.scatter_add_(3, idx.add_(1), frac_w.neg_())
