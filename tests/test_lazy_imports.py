@@ -9,7 +9,10 @@ HEAVY = ["ray", "open_clip", "sam2", "google.genai", "torch_geometric", "sentenc
 def test_import_is_light() -> None:
     code = (
         "import sys, rsretrieval, rsretrieval.config, rsretrieval.data.schema, rsretrieval.data.registry, "
-        "rsretrieval.evaluation.metrics, rsretrieval.graphs.schema\n"
+        "rsretrieval.evaluation.metrics, rsretrieval.graphs.schema, rsretrieval.graphs.elements, "
+        "rsretrieval.graphs.embedder, rsretrieval.graphs.stats, rsretrieval.generation.offline, "
+        "rsretrieval.generation.text_graph_parser, rsretrieval.generation.simulated_vlm, rsretrieval.matching.gmn, "
+        "rsretrieval.matching.hungarian, rsretrieval.matching.graph_encoders\n"
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
