@@ -144,10 +144,12 @@ def test_seeded_network_is_deterministic_and_leaves_the_global_rng_alone() -> No
     assert not torch.equal(a.score_matrix(q, d, sv), c.score_matrix(q, d, sv))
 
 
-def test_vg2vg_requires_sim_vec() -> None:
+def test_vg2vg_requires_sim_vec_of_the_right_shape() -> None:
     g = torch.Generator().manual_seed(6)
     with pytest.raises(ValueError, match="sim_vec"):
         GraphMatchingNetwork(GMNConfig(use_global=True)).score_matrix(_packed([2], g), _packed([3], g))
+    with pytest.raises(ValueError, match="shape"):
+        GraphMatchingNetwork(GMNConfig()).score_matrix(_packed([2, 1], g), _packed([3], g), torch.zeros(1, 2))
 
 
 def test_bench_reports_ratio_and_matches_reference() -> None:

@@ -135,11 +135,14 @@ class GraphMatchingNetwork(nn.Module):
     def score_matrix(self, queries: PackedVectors, docs: PackedVectors, sim_vec: torch.Tensor | None = None,
                      chunk_size: int | None = None, doc_block: int | None = None,
                      profile: dict[str, float] | None = None) -> torch.Tensor:
-        """Scores (Q, N_docs) of all pairs on the device of ``queries.vectors`` (the module must be there too).
+        """Scores (Q, N_docs) of all pairs, on the device of ``queries.vectors`` (the module must be there).
 
+        ``sim_vec`` (Q, N_docs): the global cosines, required for VG2VG (``use_global``), ignored for G2G.
         ``chunk_size`` queries (default ``cfg.chunk_size``) x ``doc_block`` documents per block (default:
-        about ``BLOCK_ELEMENTS[device type]`` similarities per block). ``profile``: seconds per stage are added to it
-        (similarity, histogram, mlp; synchronises CUDA, so only for benchmarks).
+        about ``BLOCK_ELEMENTS[device type]`` similarities per block). ``profile``: seconds per stage are
+        added to it (similarity, histogram, mlp, other; synchronises CUDA, so only for benchmarks).
+        Bins match the per-pair formula except for similarities within ~1e-6 of a bin edge (the GEMM
+        rounds differently), which may land in the neighbouring bin.
         """
         from rsretrieval.matching.gmn_blocks import BlockScorer  # the batched kernel lives beside
 
@@ -173,7 +176,7 @@ def gmn_reference(model: GraphMatchingNetwork, query: torch.Tensor, document: to
     for ti in t:  # one histogram per query node
         if cfg.soft_binning:
             u = (ti - 0.5).clamp(0, cfg.bins - 1)
-            centres = torch.arange(cfg.bins, dtype=s.dtype)
+            centres = torch.arange(cfg.bins, dtype=s.dtype, device=s.device)
             rows.append((1 - (u[:, None] - centres[None, :]).abs()).clamp_min(0).sum(0))  # triangular kernel
         else:
             rows.append(torch.bincount(ti.floor().clamp(0, cfg.bins - 1).long(), minlength=cfg.bins).to(s.dtype))
@@ -181,5 +184,5 @@ def gmn_reference(model: GraphMatchingNetwork, query: torch.Tensor, document: to
     pooled = [torch.softmax(h @ q, dim=0) @ h for q in model.q_att]  # eq. 4, one pooling per head
     v = model.v_mlp(torch.cat(pooled))
     if cfg.use_global:
-        v = torch.cat([v, torch.tensor([float(sim_vec)])])
+        v = torch.cat([v, torch.tensor([float(sim_vec)], device=v.device)])
     return float(model.score_mlp(v))
