@@ -197,7 +197,7 @@ class GMNConfig(_Strict):
     hidden: int = Field(64, ge=1, description="Width of h_i (eq. 3) and of the MLPs")
     heads: int = Field(1, ge=1, description="Learned attention query vectors q_att (eq. 4); their pooled outputs are concatenated")
     use_global: bool = Field(True, description="VG2VG: concatenate the global cosine sim_vec before the score MLP (eq. 5)")
-    chunk_size: int = Field(64, ge=1, description="Queries scored per block (memory: chunk x images x Nq x Nd)")
+    chunk_size: int = Field(64, ge=1, description="Queries scored per block (memory: chunk x document block x Nq x Nd; the document block is sized automatically)")
 
 
 class GraphEncoderConfig(_Strict):
