@@ -172,6 +172,7 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
     mode = "g2g" if backbone is None else "vg2vg"
     image_ids = ds.images["image_id"].to_pylist()
     rows = []
+    queries: dict[str, Any] = {}  # variant -> query node sets, shared by every image-graph source
     for source, by_image in graphs.images.items():
         t0 = time.perf_counter()
         d = scoring.nodes([by_image[i] for i in image_ids])
@@ -181,7 +182,9 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
             if caps.num_rows == 0:
                 continue
             cap_ids = caps["caption_id"].to_pylist()
-            q = scoring.nodes([graphs.captions[c] for c in cap_ids])
+            if variant not in queries:
+                queries[variant] = scoring.nodes([graphs.captions[c] for c in cap_ids])
+            q = queries[variant]
             gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
             cosine = None
             if vectors is not None:
