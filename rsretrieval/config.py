@@ -204,11 +204,48 @@ class GraphEncoderConfig(_Strict):
     """Graph encoder over the vanilla node embeddings (thesis sec. 5.2.2)."""
 
     kind: Literal["vanilla", "gat", "gatv2", "transformer"] = Field(
-        "vanilla", description="vanilla = node embeddings unchanged; gat/gatv2 = PyG GATConv/GATv2Conv; "
+        "gat", description="vanilla = node embeddings unchanged; gat/gatv2 = PyG GATConv/GATv2Conv; "
         "transformer = PyG TransformerConv; all use edge embeddings as edge_attr")
     layers: int = Field(2, ge=1, description="Message-passing layers")
     heads: int = Field(4, ge=1, description="Attention heads per layer")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the encoder layers")
+
+
+class GraphTrainingConfig(_Strict):
+    """Training of the graph encoder and the GMN (thesis sec. 5.4): Ray Train, InfoNCE, cosine schedule."""
+
+    enabled: bool = Field(True, description="Train (or reuse cached weights of) the graph models behind the "
+                          "'vanilla'/'trained' GMN cells and the 'trained' Hungarian cells; false = only untrained/vanilla cells")
+    split: str = Field("train", description="Split whose caption and image graphs train the models")
+    val_split: str = Field("val", description="Split for validation mR (early stopping, model selection)")
+    variants: list[str] | None = Field(None, description="Caption variants trained on (mixed, one random caption per "
+                                       "image per epoch); None = the benchmark's variants")
+    limit_images: int | None = Field(None, description="Train on the first N images of the split only (quick runs)")
+    val_max_queries: int = Field(600, ge=1, description="Validation captions scored per epoch (first N)")
+    epochs: int = Field(12, ge=1, description="Maximum epochs")
+    batch_size: int = Field(64, ge=2, description="Captions (= distinct images) per contrastive batch on one worker")
+    effective_batch_size: int | None = Field(None, description="Eq. 8: batch x workers x accumulation steps; None = "
+                                             "no accumulation")
+    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate")
+    min_lr: float = Field(1e-5, ge=0, description="Learning rate at the end of the cosine schedule")
+    warmup_epochs: float = Field(0.5, ge=0, description="Linear warm-up, in epochs")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    loss: Literal["infonce", "triplet"] = Field("infonce", description="Eq. 6 InfoNCE (thesis default) or eq. 7 triplet")
+    temperature: float = Field(0.05, gt=0, description="InfoNCE temperature tau")
+    margin: float = Field(0.2, ge=0, description="Triplet margin delta")
+    symmetric: bool = Field(True, description="Average the caption->image and image->caption losses")
+    node_loss_weight: float = Field(1.0, ge=0, description="Weight of the max-mean node-score loss that trains the "
+                                    "encoder for Hungarian matching (a differentiable stand-in for the assignment)")
+    patience: int = Field(3, ge=1, description="Early stopping: epochs without a better validation mR")
+    workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel, gloo on CPU / nccl on GPU)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray Train worker (also its torch threads)")
+    use_gpu: bool | None = Field(None, description="Train on GPUs; None = when the cluster has any")
+    max_failures: int = Field(2, ge=-1, description="Worker failures survived by restarting from the last checkpoint "
+                              "(FailureConfig); -1 = unlimited")
+    storage_path: Path | None = Field(None, description="Ray Train storage (checkpoints); default <cache_dir>/ray_train")
+    seed: int = Field(0, description="Seed of initialisation and caption sampling")
+
+    _paths = field_validator("storage_path", mode="before")(lambda cls, v: _expand(v))
 
 
 class GraphMatchingConfig(_Strict):
@@ -219,13 +256,19 @@ class GraphMatchingConfig(_Strict):
         default_factory=lambda: ["hungarian", "gmn"], description="Graph similarity modules to evaluate")
     hungarian: HungarianConfig = Field(default_factory=HungarianConfig, description="Hungarian node assignment")
     gmn: GMNConfig = Field(default_factory=GMNConfig, description="Graph Matching Network")
-    encoder: GraphEncoderConfig = Field(default_factory=GraphEncoderConfig, description="Graph encoder before matching")
+    encoder: GraphEncoderConfig = Field(default_factory=GraphEncoderConfig,
+                                        description="Architecture of the trained graph encoder ('trained' cells)")
+    embeddings: list[Literal["vanilla", "trained"]] = Field(
+        default_factory=lambda: ["vanilla", "trained"], description="Node embeddings to evaluate (thesis' columns): "
+        "vanilla = frozen text embeddings (Hungarian as is; GMN trained on them); trained = the graph encoder trained "
+        "with the GMN")
+    train: GraphTrainingConfig = Field(default_factory=GraphTrainingConfig, description="Training of encoder and GMN")
     gmn_checkpoint: Path | None = Field(
-        None, description="Trained GMN + encoder weights; without them GMN cells are computed with a seeded "
-        "untrained network and marked 'untrained' (not a result)")
+        None, description="A graph-matcher checkpoint from rayjobs/train.py; used instead of training for the "
+        "embeddings it was trained with (its 'embeddings' entry)")
     untrained_gmn: bool = Field(
-        False, description="Without gmn_checkpoint, still score GMN cells with a seeded untrained network (a plumbing "
-        "check, marked 'untrained'); false = skip them with a footnote")
+        False, description="With training disabled and no checkpoint, still score GMN cells with a seeded untrained "
+        "network (a plumbing check, marked 'untrained'); false = skip them with a footnote")
     vg2vg_weight: float = Field(0.5, ge=0, le=1, description="VG2VG with Hungarian: (1 - w) * global cosine + w * graph score")
     image_graphs: list[Literal["generated", "oracle"]] = Field(
         default_factory=lambda: ["generated", "oracle"], description="generated = image graphs from the generation "

@@ -121,9 +121,14 @@ class GraphMatchingNetwork(nn.Module):
     def pair_scores(self, q_nodes: torch.Tensor, q_mask: torch.Tensor | None, d_nodes: torch.Tensor,
                     d_mask: torch.Tensor | None, sim_vec: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of B padded pairs: q_nodes (B, N_q, D), d_nodes (B, N_d, D), masks True = real -> (B,)."""
-        b, nq = q_nodes.shape[:2]
-        q_mask = torch.ones((b, nq), dtype=torch.bool, device=q_nodes.device) if q_mask is None else q_mask.bool()
         s = _normalise(q_nodes) @ _normalise(d_nodes).transpose(1, 2)  # (B, N_q, N_d)
+        return self.similarity_scores(s, q_mask, d_mask, sim_vec)
+
+    def similarity_scores(self, s: torch.Tensor, q_mask: torch.Tensor | None, d_mask: torch.Tensor | None,
+                          sim_vec: torch.Tensor | None = None) -> torch.Tensor:
+        """Eqs. 3-5 from the node similarity matrices ``s`` (P, N_q, N_d) of P pairs -> (P,) scores."""
+        b, nq = s.shape[:2]
+        q_mask = torch.ones((b, nq), dtype=torch.bool, device=s.device) if q_mask is None else q_mask.bool()
         h = self.hist_mlp(self.histograms(s, q_mask, d_mask))  # eq. 3
         logits = (h @ self.q_att.T).masked_fill(~q_mask[:, :, None], float("-inf"))
         alpha = logits.softmax(dim=1)  # (B, N_q, heads): padded query nodes get weight 0
