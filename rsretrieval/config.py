@@ -237,7 +237,9 @@ class GraphTrainingConfig(_Strict):
     node_loss_weight: float = Field(1.0, ge=0, description="Weight of the max-mean node-score loss that trains the "
                                     "encoder for Hungarian matching (a differentiable stand-in for the assignment)")
     patience: int = Field(3, ge=1, description="Early stopping: epochs without a better validation mR")
-    workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel, gloo on CPU / nccl on GPU)")
+    workers: int = Field(1, ge=0, description="Ray Train workers (data-parallel, gloo on CPU / nccl on GPU); 0 = Ray "
+                         "Train local mode (the loop runs in the driver process: no worker start-up, no worker fault "
+                         "tolerance)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray Train worker (also its torch threads)")
     use_gpu: bool | None = Field(None, description="Train on GPUs; None = when the cluster has any")
     max_failures: int = Field(2, ge=-1, description="Worker failures survived by restarting from the last checkpoint "

@@ -108,8 +108,8 @@ def test_early_stopping_keeps_the_best_epoch(data: TrainData) -> None:
 def test_checkpoint_file_round_trip(tmp_path, data: TrainData) -> None:
     enc = GraphEncoderConfig(kind="gat")
     model = GraphMatcher(enc, training_gmn_config(GMNConfig(), enc, False), 32, 32, seed=4)
-    head = GraphMatcher(enc, training_gmn_config(GMNConfig(), enc, True), 32, 32, seed=5).gmn.state_dict()
-    path = save_matcher(tmp_path / "m.pt", "trained", model, 32, 32, {"note": "x"}, {"rs-tiny": head})
+    head = GraphMatcher(enc, training_gmn_config(GMNConfig(), enc, True), 32, 32, seed=5).gmn
+    path = save_matcher(tmp_path / "m.pt", "trained", model, {"note": "x"}, {"rs-tiny": head})
     state = load_matcher_file(path)
     back = matcher_from_state(state)
     assert validate(back, data.val)["val_mr"] == pytest.approx(validate(model, data.val)["val_mr"])

@@ -8,8 +8,10 @@ and scored with every configured similarity:
 
 * Hungarian (G2G) and ``(1 - w) * cosine + w * Hungarian`` (VG2VG, our combination: the thesis does
   not define a Hungarian VG2VG; ``graph_matching.vg2vg_weight``);
-* GMN (eq. 5 without / with the global cosine). Without trained weights (``gmn_checkpoint``) the
-  network is seeded and untrained: its rows say ``training=untrained`` and are no result.
+* GMN (eq. 5 without / with the global cosine), trained on the train split (graph_training) or
+  loaded from ``gmn_checkpoint``; ``training`` says which node embeddings: ``vanilla`` (frozen text
+  embeddings; for GMN: a GMN trained on them) or ``trained`` (the trained graph encoder). A seeded
+  untrained GMN (``untrained_gmn``, training off) gives ``training=untrained`` rows: no result.
 
 G2G does not depend on the image backbone: its rows carry the node embedder as ``backbone``.
 """
@@ -109,7 +111,13 @@ def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:
 
 
 class GraphScoring:
-    """Node embeddings of every graph set (cached per text) and the similarity modules."""
+    """Node embeddings of every graph set (cached per text), the trained models, and the similarity modules.
+
+    Per image-graph source and node-embedding kind (``graph_matching.embeddings``), :meth:`variants`
+    says which (similarity, training label, model) cells exist: Hungarian on vanilla nodes always;
+    Hungarian on trained nodes and GMN cells when a model was trained (``models``) or given
+    (``gmn_checkpoint``); a seeded untrained GMN only when asked for (``untrained_gmn``).
+    """
 
     def __init__(self, cfg: BenchmarkConfig) -> None:
         from rsretrieval.graphs.embedder import CachedTextEmbedder, load_text_embedder
@@ -117,36 +125,69 @@ class GraphScoring:
         self.cfg = cfg
         self.gm = cfg.graph_matching
         self.embedder = CachedTextEmbedder(load_text_embedder(self.gm.embedder), Path(cfg.cache_dir) / "node_embeddings")
-        self.training = "trained" if self.gm.gmn_checkpoint else "untrained"
-        self._gmn: dict[bool, Any] = {}
-        self._hungarian: dict[str, np.ndarray] = {}
-        # an untrained GMN ranks at random: run it only when asked to (plumbing checks)
-        self.similarities = [s for s in self.gm.similarities
-                             if s != "gmn" or self.gm.gmn_checkpoint or self.gm.untrained_gmn]
-        self.notes = ["GMN cells skipped: no trained weights (graph_matching.gmn_checkpoint); an untrained GMN is "
-                      "no result"] if len(self.similarities) < len(self.gm.similarities) else []
+        self.models: Any = None  # GraphModels of the current dataset (graph_training), set by the benchmark
+        self.checkpoint: dict[str, Any] | None = None
+        if self.gm.gmn_checkpoint:
+            from rsretrieval.training.graph_model import load_matcher_file
 
-    def nodes(self, elements: list[Any]) -> Any:
-        """PackedVectors of node embeddings (after the graph encoder) of ``elements``."""
+            self.checkpoint = load_matcher_file(self.gm.gmn_checkpoint)
+        self._untrained: dict[bool, Any] = {}
+        self._hungarian: dict[str, np.ndarray] = {}
+        self.notes: list[str] = []
+        if "gmn" in self.gm.similarities and not (self.gm.train.enabled or self.checkpoint or self.gm.untrained_gmn):
+            self.notes.append("GMN cells skipped: training disabled and no graph_matching.gmn_checkpoint; an untrained "
+                              "GMN is no result")
+
+    def matcher(self, source: str, embeddings: str, backbone: str | None = None) -> Any:
+        """The trained matcher (G2G, or the VG2VG head of ``backbone``) or None."""
+        if self.checkpoint is not None and self.checkpoint["embeddings"] == embeddings:
+            from rsretrieval.training.graph_model import matcher_from_state
+
+            try:
+                return matcher_from_state(self.checkpoint, backbone or "g2g")
+            except KeyError:
+                return None
+        if self.models is None:
+            return None
+        return self.models.vg2vg.get((source, embeddings, backbone)) if backbone else self.models.g2g.get((source, embeddings))
+
+    def untrained(self, use_global: bool) -> Any:
+        if use_global not in self._untrained:
+            from rsretrieval.matching.gmn import GraphMatchingNetwork
+
+            cfg = self.gm.gmn.model_copy(update={"use_global": use_global})
+            self._untrained[use_global] = GraphMatchingNetwork(cfg, seed=self.gm.seed).eval()
+        return self._untrained[use_global]
+
+    def variants(self, source: str, embeddings: str, backbone: str | None) -> list[tuple[str, str, Any]]:
+        """(similarity, training label, GMN module or None) of every cell of this source x embeddings."""
+        encoder = None if embeddings == "vanilla" else self.matcher(source, embeddings)
+        if embeddings == "trained" and encoder is None:
+            return []  # nothing trained: no trained-node cells
+        out = []
+        for sim in self.gm.similarities:
+            if sim == "hungarian":
+                out.append((sim, embeddings, None))
+                continue
+            model = self.matcher(source, embeddings, backbone)
+            if model is not None:
+                out.append((sim, embeddings, model.gmn))
+            elif embeddings == "vanilla" and self.gm.untrained_gmn and not self.gm.train.enabled:
+                out.append((sim, "untrained", self.untrained(backbone is not None)))
+        return out
+
+    def nodes(self, elements: list[Any], source: str, embeddings: str) -> Any:
+        """PackedVectors of node embeddings of ``elements``: vanilla, or through the trained encoder."""
         from rsretrieval.graphs.tensors import embed_graphs
 
         batch = embed_graphs(elements, self.embedder)
-        if self.gm.encoder.kind == "vanilla":
+        if embeddings == "vanilla":
             return batch.nodes
-        raise NotImplementedError("trained graph encoders come with training (gmn_checkpoint); use encoder.kind=vanilla")
+        with torch.no_grad():
+            return self.matcher(source, embeddings).encode(batch)
 
-    def gmn(self, use_global: bool) -> Any:
-        if use_global not in self._gmn:
-            from rsretrieval.matching.gmn import GraphMatchingNetwork
-
-            net = GraphMatchingNetwork(self.gm.gmn.model_copy(update={"use_global": use_global}), seed=self.gm.seed)
-            if self.gm.gmn_checkpoint:
-                state = torch.load(self.gm.gmn_checkpoint, map_location="cpu", weights_only=True)
-                net.load_state_dict(state["gmn_vg2vg" if use_global else "gmn_g2g"])
-            self._gmn[use_global] = net.eval()
-        return self._gmn[use_global]
-
-    def score(self, similarity: str, mode: str, q: Any, d: Any, cosine: np.ndarray | None, memo: str = "") -> np.ndarray:
+    def score(self, similarity: str, mode: str, q: Any, d: Any, cosine: np.ndarray | None, gmn: Any = None,
+              memo: str = "") -> np.ndarray:
         """(Q, D) scores of one cell; ``memo`` names the (graph sets) so G2G and VG2VG share one
         Hungarian matrix."""
         if similarity == "hungarian":
@@ -161,7 +202,7 @@ class GraphScoring:
             return (1 - w) * cosine + w * graph
         sim_vec = torch.as_tensor(cosine, dtype=torch.float32) if mode == "vg2vg" else None
         with torch.no_grad():
-            return self.gmn(mode == "vg2vg").score_matrix(q, d, sim_vec, self.gm.gmn.chunk_size).cpu().numpy()
+            return gmn.score_matrix(q, d, sim_vec, self.gm.gmn.chunk_size).cpu().numpy()
 
 
 def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scoring: GraphScoring,
@@ -172,36 +213,41 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
     mode = "g2g" if backbone is None else "vg2vg"
     image_ids = ds.images["image_id"].to_pylist()
     rows = []
-    queries: dict[str, Any] = {}  # variant -> query node sets, shared by every image-graph source
+    queries: dict[tuple[str, str, str], Any] = {}  # query node sets; vanilla ones shared by every source
     for source, by_image in graphs.images.items():
-        t0 = time.perf_counter()
-        d = scoring.nodes([by_image[i] for i in image_ids])
-        embed_seconds = time.perf_counter() - t0
-        for variant in cfg.variants:
-            caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
-            if caps.num_rows == 0:
+        for embeddings in cfg.graph_matching.embeddings:
+            cells = scoring.variants(source, embeddings, backbone)
+            if not cells:
                 continue
-            cap_ids = caps["caption_id"].to_pylist()
-            if variant not in queries:
-                queries[variant] = scoring.nodes([graphs.captions[c] for c in cap_ids])
-            q = queries[variant]
-            gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
-            cosine = None
-            if vectors is not None:
-                cv, iv = vectors[variant]
-                cosine = cv @ iv.T
-            for similarity in scoring.similarities:
-                t1 = time.perf_counter()
-                m = torch.as_tensor(scoring.score(similarity, mode, q, d, cosine, f"{ds.name}/{source}/{variant}"))
-                score_seconds = time.perf_counter() - t1
-                cell = evaluate_cell(lambda s, e: m[s:e], gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
-                                     cfg.eval.top_k_saved, (lambda s, e: m.T[s:e]) if cfg.eval.i2t else None)
-                training = "vanilla" if similarity == "hungarian" else scoring.training
-                keys = {"dataset": ds.name, "variant": variant, "backbone": backbone or scoring.embedder.name,
-                        "mode": mode, "crops": "-", "graphs": source, "similarity": similarity, "training": training}
-                notes = (["synthetic data"] if synthetic else []) + (["simulated image graphs"] if source == "simulated-vlm" else [])
-                notes += ["untrained GMN: not a result"] if training == "untrained" else []
-                info = {"query_vectors": float(q.sizes.float().mean()), "image_vectors": float(d.sizes.float().mean()),
-                        "embed_seconds": embed_seconds, "score_seconds": score_seconds}
-                rows.append(record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir))
+            t0 = time.perf_counter()
+            d = scoring.nodes([by_image[i] for i in image_ids], source, embeddings)
+            embed_seconds = time.perf_counter() - t0
+            for variant in cfg.variants:
+                caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
+                if caps.num_rows == 0:
+                    continue
+                cap_ids = caps["caption_id"].to_pylist()
+                qkey = (variant, embeddings, "" if embeddings == "vanilla" else source)
+                if qkey not in queries:
+                    queries[qkey] = scoring.nodes([graphs.captions[c] for c in cap_ids], source, embeddings)
+                q = queries[qkey]
+                gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
+                cosine = None
+                if vectors is not None:
+                    cv, iv = vectors[variant]
+                    cosine = cv @ iv.T
+                for similarity, training, gmn in cells:
+                    t1 = time.perf_counter()
+                    memo = f"{ds.name}/{source}/{variant}/{embeddings}"
+                    m = torch.as_tensor(scoring.score(similarity, mode, q, d, cosine, gmn, memo))
+                    score_seconds = time.perf_counter() - t1
+                    cell = evaluate_cell(lambda s, e: m[s:e], gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
+                                         cfg.eval.top_k_saved, (lambda s, e: m.T[s:e]) if cfg.eval.i2t else None)
+                    keys = {"dataset": ds.name, "variant": variant, "backbone": backbone or scoring.embedder.name,
+                            "mode": mode, "crops": "-", "graphs": source, "similarity": similarity, "training": training}
+                    notes = (["synthetic data"] if synthetic else []) + (["simulated image graphs"] if source == "simulated-vlm" else [])
+                    notes += ["untrained GMN: not a result"] if training == "untrained" else []
+                    info = {"query_vectors": float(q.sizes.float().mean()), "image_vectors": float(d.sizes.float().mean()),
+                            "embed_seconds": embed_seconds, "score_seconds": score_seconds}
+                    rows.append(record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir))
     return rows

@@ -51,11 +51,11 @@ class Tracker:
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             mlflow.log_params(dict(items[i : i + MAX_PARAMS_PER_BATCH]))
 
-    def log_metrics(self, metrics: dict[str, float]) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if self.run and metrics:
             import mlflow
 
-            mlflow.log_metrics(metrics)
+            mlflow.log_metrics(metrics, step=step)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if not self.run:

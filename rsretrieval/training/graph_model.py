@@ -17,8 +17,10 @@ Checkpoint file (``torch.save`` dict, loads with ``weights_only=True``)::
 
     {"format": "rsretrieval-graph-matcher@1", "embeddings": "vanilla" | "trained",
      "encoder_config": {...}, "gmn_config": {...}, "node_dim": D, "edge_dim": D_e,
-     "encoder": state_dict, "gmn_g2g": state_dict, "vg2vg": {backbone: state_dict},
-     "meta": {...}}
+     "encoder": state_dict, "gmn_g2g": state_dict,
+     "vg2vg": {backbone: {"gmn_config": {...}, "state": state_dict}}, "meta": {...}}
+
+A VG2VG head is a GMN with the global cosine input, trained on the nodes of this file's (frozen) encoder.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class GraphMatcher(nn.Module):
             self.encoder = build_graph_encoder(encoder_cfg, node_dim, edge_dim)
         self.gmn = GraphMatchingNetwork(gmn_cfg, seed=seed)
         self.encoder_cfg, self.gmn_cfg = encoder_cfg, gmn_cfg
+        self.node_dim, self.edge_dim = node_dim, edge_dim
 
     @property
     def trains_encoder(self) -> bool:
@@ -109,15 +112,16 @@ class GraphMatcher(nn.Module):
         return self.batch_scores(queries, docs, sim_vec)  # DDP calls forward
 
 
-def save_matcher(path: str | Path, embeddings: str, model: GraphMatcher, node_dim: int, edge_dim: int,
-                 meta: dict[str, Any], vg2vg: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+def save_matcher(path: str | Path, embeddings: str, model: GraphMatcher, meta: dict[str, Any], vg2vg: dict[str, GraphMatchingNetwork] | None = None) -> Path:
     """Write the checkpoint file (atomically)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": CHECKPOINT_FORMAT, "embeddings": embeddings, "encoder_config": model.encoder_cfg.model_dump(),
-             "gmn_config": model.gmn_cfg.model_dump(), "node_dim": node_dim, "edge_dim": edge_dim,
+             "gmn_config": model.gmn_cfg.model_dump(), "node_dim": model.node_dim, "edge_dim": model.edge_dim,
              "encoder": {k: v.cpu() for k, v in model.encoder.state_dict().items()},
-             "gmn_g2g": {k: v.cpu() for k, v in model.gmn.state_dict().items()}, "vg2vg": vg2vg or {}, "meta": meta}
+             "gmn_g2g": {k: v.cpu() for k, v in model.gmn.state_dict().items()},
+             "vg2vg": {name: {"gmn_config": head.cfg.model_dump(), "state": {k: v.cpu() for k, v in head.state_dict().items()}}
+                       for name, head in (vg2vg or {}).items()}, "meta": meta}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -138,16 +142,15 @@ def load_matcher_file(path: str | Path) -> dict[str, Any]:
 
 
 def matcher_from_state(state: dict[str, Any], head: str = "g2g") -> GraphMatcher:
-    """The matcher of a checkpoint dict with the G2G GMN (``head="g2g"``) or a backbone's VG2VG GMN."""
+    """The matcher of a checkpoint dict: its encoder with the G2G GMN (``head="g2g"``) or a backbone's VG2VG GMN."""
     enc = GraphEncoderConfig(**state["encoder_config"])
-    gmn_cfg = GMNConfig(**state["gmn_config"])
-    use_global = head != "g2g"
-    model = GraphMatcher(enc, gmn_cfg.model_copy(update={"use_global": use_global}), state["node_dim"], state["edge_dim"])
-    model.encoder.load_state_dict(state["encoder"])
-    if use_global:
-        if head not in state["vg2vg"]:
-            raise KeyError(f"checkpoint has no VG2VG head for backbone {head!r} (it has: {sorted(state['vg2vg']) or 'none'})")
-        model.gmn.load_state_dict(state["vg2vg"][head])
+    if head == "g2g":
+        gmn_cfg, gmn_state = GMNConfig(**state["gmn_config"]), state["gmn_g2g"]
+    elif head in state["vg2vg"]:
+        gmn_cfg, gmn_state = GMNConfig(**state["vg2vg"][head]["gmn_config"]), state["vg2vg"][head]["state"]
     else:
-        model.gmn.load_state_dict(state["gmn_g2g"])
+        raise KeyError(f"checkpoint has no VG2VG head for backbone {head!r} (it has: {sorted(state['vg2vg']) or 'none'})")
+    model = GraphMatcher(enc, gmn_cfg, state["node_dim"], state["edge_dim"])
+    model.encoder.load_state_dict(state["encoder"])
+    model.gmn.load_state_dict(gmn_state)
     return model.eval()

@@ -1,0 +1,157 @@
+"""Ray Train glue for the graph matcher: a TorchTrainer around :func:`train_graph_matcher`.
+
+* data-parallel workers (gloo on CPU, nccl on GPUs) via ``ray.train.torch.prepare_model``;
+* the training data goes through the object store once (``ray.put``), not inside every config copy;
+* a checkpoint every epoch (rank 0); ``FailureConfig(max_failures)`` restarts failed workers from the
+  last one; a job restarted with the same run name and storage path resumes from it too (Ray Train
+  keeps the run's checkpoint state under ``<storage_path>/<name>``), and a finished run is not repeated;
+* :func:`fit_graph_matcher` returns the final state (best-epoch weights, per-epoch history);
+* ``workers=0`` runs the loop in this process with a checkpoint file (no worker start-up: small runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rsretrieval.config import GMNConfig, GraphEncoderConfig, GraphTrainingConfig
+from rsretrieval.training.graph_loop import TrainData, train_graph_matcher
+
+log = logging.getLogger(__name__)
+STATE_FILE = "state.pt"
+FAULT_ENV = "RSR_TRAIN_FAIL_AT_EPOCH"  # tests: kill the rank-0 worker process once at this epoch
+
+
+def load_state_dir(directory: str | Path) -> dict[str, Any]:
+    return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+class CheckpointReporter:
+    """Reporter over ``ray.train`` or ``ray.tune`` (same report / get_checkpoint calls)."""
+
+    def __init__(self, api: Any, rank: int = 0, world: int = 1) -> None:
+        self.api, self.rank, self.world = api, rank, world
+
+    def restore(self) -> dict[str, Any] | None:
+        ckpt = self.api.get_checkpoint()
+        if ckpt is None:
+            return None
+        with ckpt.as_directory() as d:
+            return load_state_dir(d)
+
+    def report(self, metrics: dict[str, float], state: dict[str, Any] | None) -> None:
+        if state is None:
+            self.api.report(metrics)
+            return
+        from ray.train import Checkpoint
+
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, Path(d) / STATE_FILE)
+            self.api.report(metrics, checkpoint=Checkpoint.from_directory(d))
+
+
+class DiskReporter:
+    """Workers = 0: the loop runs in this process; the checkpoint is one file, so a restart resumes too."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.rank, self.world, self.run_dir = 0, 1, run_dir
+        self.history: list[dict[str, float]] = []
+
+    def restore(self) -> dict[str, Any] | None:
+        return load_state_dir(self.run_dir) if (self.run_dir / STATE_FILE).is_file() else None
+
+    def report(self, metrics: dict[str, float], state: dict[str, Any] | None) -> None:
+        self.history.append(metrics)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / f".{STATE_FILE}.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.run_dir / STATE_FILE)
+
+
+def _fault_hook(marker: Path | None, rank: int):
+    """Kill this worker process once (marker file) at epoch ``$RSR_TRAIN_FAIL_AT_EPOCH``: fault tests."""
+    at = os.environ.get(FAULT_ENV)
+    if at is None or marker is None or rank != 0:
+        return None
+
+    def hook(epoch: int) -> None:
+        if epoch == int(at) and not marker.exists():
+            marker.write_text("killed once")
+            os._exit(1)
+
+    return hook
+
+
+def _train_fn(config: dict[str, Any]) -> None:
+    """Runs in every Ray Train worker."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    torch.set_num_threads(max(1, int(config["threads"])))
+    data: TrainData = ray.get(config["data"])
+    reporter = CheckpointReporter(ray.train, ctx.get_world_rank(), ctx.get_world_size())
+    marker = Path(config["fault_marker"]) if config.get("fault_marker") else None
+    train_graph_matcher(data, GraphTrainingConfig(**config["train"]), GraphEncoderConfig(**config["encoder"]),
+                        GMNConfig(**config["gmn"]), reporter, ray.train.torch.get_device(),
+                        wrap=ray.train.torch.prepare_model, on_epoch=_fault_hook(marker, reporter.rank))
+
+
+@dataclass
+class FitResult:
+    state: dict[str, Any]  # final loop state: best_model, best_mr, best_epoch, history, epoch, stopped
+    seconds: float
+    run_path: Path
+
+
+def _use_gpu(cfg: GraphTrainingConfig) -> bool:
+    if cfg.use_gpu is not None:
+        return cfg.use_gpu
+    import ray
+
+    return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+
+
+def fit_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphEncoderConfig, gmn: GMNConfig,
+                      run_name: str, storage_path: str | Path) -> FitResult:
+    """Train with a TorchTrainer (resuming ``run_name`` under ``storage_path`` if it exists)."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    storage = Path(storage_path).resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    if cfg.workers == 0:
+        t0 = time.perf_counter()
+        reporter = DiskReporter(storage / run_name)
+        state = train_graph_matcher(data, cfg, encoder, gmn, reporter)
+        return FitResult(state, time.perf_counter() - t0, reporter.run_dir)
+    config = {"data": ray.put(data), "train": cfg.model_dump(mode="json"), "encoder": encoder.model_dump(),
+              "gmn": gmn.model_dump(), "threads": cfg.cpus_per_worker,
+              "fault_marker": str(storage / f"{run_name}.fault-injected") if os.environ.get(FAULT_ENV) else None}
+    use_gpu = _use_gpu(cfg)
+    trainer = TorchTrainer(
+        _train_fn, train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
+        run_config=RunConfig(name=run_name, storage_path=str(storage),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             failure_config=FailureConfig(max_failures=cfg.max_failures)))
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - t0
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray Train run {run_name} under {storage} ended without a checkpoint: {result.error}")
+    with result.checkpoint.as_directory() as d:
+        state = load_state_dir(d)
+    log.info("graph training %s: %d epochs, best val mR %.2f at epoch %s (%.1f s)", run_name, state["epoch"],
+             state["best_mr"], state.get("best_epoch"), seconds)
+    return FitResult(state, seconds, storage / run_name)
