@@ -158,12 +158,11 @@ def split_dataset(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, split: str, 
         return None
 
 
-def train_g2g_models(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, sources: list[str], embedder: Any,
-                     tracker: Tracker) -> GraphModels:
-    """Stage A for every image-graph source and embeddings kind (see module doc)."""
+def prepare_training_graphs(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any) -> GraphModels:
+    """Train / validation splits and their graphs (generated or loaded from the store), no model yet."""
     from rsretrieval.pipelines.graph_modes import prepare_graphs
 
-    gm, tcfg = cfg.graph_matching, cfg.graph_matching.train
+    tcfg = cfg.graph_matching.train
     out = GraphModels(dcfg.name)
     out.train_ds = split_dataset(cfg, full, dcfg, tcfg.split, tcfg.limit_images)
     out.val_ds = split_dataset(cfg, full, dcfg, tcfg.val_split, None)
@@ -171,8 +170,19 @@ def train_g2g_models(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, sources: 
         out.notes.append(f"{dcfg.name}: graph models not trained (no '{tcfg.split}' or '{tcfg.val_split}' split)")
         return out
     out.train_graphs, out.val_graphs = prepare_graphs(cfg, out.train_ds), prepare_graphs(cfg, out.val_ds)
-    variants = [v for v in (tcfg.variants or cfg.variants) if v in set(out.train_ds.captions["variant"].to_pylist())]
-    out.variants = variants
+    present = set(out.train_ds.captions["variant"].to_pylist())
+    out.variants = [v for v in (tcfg.variants or cfg.variants) if v in present]
+    return out
+
+
+def train_g2g_models(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, sources: list[str], embedder: Any,
+                     tracker: Tracker) -> GraphModels:
+    """Stage A for every image-graph source and embeddings kind (see module doc)."""
+    gm, tcfg = cfg.graph_matching, cfg.graph_matching.train
+    out = prepare_training_graphs(cfg, full, dcfg)
+    if out.train_graphs is None:
+        return out
+    variants = out.variants
     for source in sources:
         if source not in out.train_graphs.images or source not in out.val_graphs.images:
             out.notes.append(f"{dcfg.name}: no '{source}' image graphs of the train/val split; its GMN is not trained")
