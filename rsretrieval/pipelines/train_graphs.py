@@ -26,7 +26,7 @@ from rsretrieval.training.graph_loop import TrainData, train_graph_matcher
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
-FAULT_ENV = "RSR_TRAIN_FAIL_AT_EPOCH"  # tests: kill the rank-0 worker process once at this epoch
+FAULT_ENV = "RSR_TRAIN_FAIL_AT_EPOCH"  # fault tests: kill the rank-0 worker process once at this epoch
 
 
 def load_state_dir(directory: str | Path) -> dict[str, Any]:
@@ -75,14 +75,14 @@ class DiskReporter:
         tmp.replace(self.run_dir / STATE_FILE)
 
 
-def _fault_hook(marker: Path | None, rank: int):
-    """Kill this worker process once (marker file) at epoch ``$RSR_TRAIN_FAIL_AT_EPOCH``: fault tests."""
-    at = os.environ.get(FAULT_ENV)
-    if at is None or marker is None or rank != 0:
+def _fault_hook(fault: dict[str, Any] | None, rank: int):
+    """Kill the rank-0 worker process once (marker file) when epoch ``fault['epoch']`` starts: fault tests."""
+    if not fault or rank != 0:
         return None
+    marker = Path(fault["marker"])
 
     def hook(epoch: int) -> None:
-        if epoch == int(at) and not marker.exists():
+        if epoch == int(fault["epoch"]) and not marker.exists():
             marker.write_text("killed once")
             os._exit(1)
 
@@ -99,10 +99,9 @@ def _train_fn(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(config["threads"])))
     data: TrainData = ray.get(config["data"])
     reporter = CheckpointReporter(ray.train, ctx.get_world_rank(), ctx.get_world_size())
-    marker = Path(config["fault_marker"]) if config.get("fault_marker") else None
     train_graph_matcher(data, GraphTrainingConfig(**config["train"]), GraphEncoderConfig(**config["encoder"]),
                         GMNConfig(**config["gmn"]), reporter, ray.train.torch.get_device(),
-                        wrap=ray.train.torch.prepare_model, on_epoch=_fault_hook(marker, reporter.rank))
+                        wrap=ray.train.torch.prepare_model, on_epoch=_fault_hook(config.get("fault"), reporter.rank))
 
 
 @dataclass
@@ -121,8 +120,11 @@ def _use_gpu(cfg: GraphTrainingConfig) -> bool:
 
 
 def fit_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphEncoderConfig, gmn: GMNConfig,
-                      run_name: str, storage_path: str | Path) -> FitResult:
-    """Train with a TorchTrainer (resuming ``run_name`` under ``storage_path`` if it exists)."""
+                      run_name: str, storage_path: str | Path, fail_at_epoch: int | None = None) -> FitResult:
+    """Train with a TorchTrainer (resuming ``run_name`` under ``storage_path`` if it exists).
+
+    ``fail_at_epoch`` (or ``$RSR_TRAIN_FAIL_AT_EPOCH``): kill a worker process once at that epoch (fault tests).
+    """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -135,8 +137,10 @@ def fit_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphE
         state = train_graph_matcher(data, cfg, encoder, gmn, reporter)
         return FitResult(state, time.perf_counter() - t0, reporter.run_dir)
     config = {"data": ray.put(data), "train": cfg.model_dump(mode="json"), "encoder": encoder.model_dump(),
-              "gmn": gmn.model_dump(), "threads": cfg.cpus_per_worker,
-              "fault_marker": str(storage / f"{run_name}.fault-injected") if os.environ.get(FAULT_ENV) else None}
+              "gmn": gmn.model_dump(), "threads": cfg.cpus_per_worker}
+    fail_at = fail_at_epoch if fail_at_epoch is not None else os.environ.get(FAULT_ENV)
+    if fail_at is not None:
+        config["fault"] = {"epoch": int(fail_at), "marker": str(storage / f"{run_name}.fault-injected")}
     use_gpu = _use_gpu(cfg)
     trainer = TorchTrainer(
         _train_fn, train_loop_config=config,
