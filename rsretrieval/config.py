@@ -222,7 +222,7 @@ class GraphTrainingConfig(_Strict):
                                        "image per epoch); None = the benchmark's variants")
     limit_images: int | None = Field(None, description="Train on the first N images of the split only (quick runs)")
     val_max_queries: int = Field(600, ge=1, description="Validation captions scored per epoch (first N)")
-    epochs: int = Field(12, ge=1, description="Maximum epochs")
+    epochs: int = Field(8, ge=1, description="Maximum epochs")
     batch_size: int = Field(64, ge=2, description="Captions (= distinct images) per contrastive batch on one worker")
     effective_batch_size: int | None = Field(None, description="Eq. 8: batch x workers x accumulation steps; None = "
                                              "no accumulation")
@@ -236,7 +236,7 @@ class GraphTrainingConfig(_Strict):
     symmetric: bool = Field(True, description="Average the caption->image and image->caption losses")
     node_loss_weight: float = Field(1.0, ge=0, description="Weight of the max-mean node-score loss that trains the "
                                     "encoder for Hungarian matching (a differentiable stand-in for the assignment)")
-    patience: int = Field(3, ge=1, description="Early stopping: epochs without a better validation mR")
+    patience: int = Field(2, ge=1, description="Early stopping: epochs without a better validation mR")
     workers: int = Field(1, ge=0, description="Ray Train workers (data-parallel, gloo on CPU / nccl on GPU); 0 = Ray "
                          "Train local mode (the loop runs in the driver process: no worker start-up, no worker fault "
                          "tolerance)")

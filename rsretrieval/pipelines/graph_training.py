@@ -175,15 +175,15 @@ def prepare_training_graphs(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any) ->
     return out
 
 
-def train_g2g_models(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, sources: list[str], embedder: Any,
+def train_g2g_models(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, sources: list[str] | None, embedder: Any,
                      tracker: Tracker) -> GraphModels:
-    """Stage A for every image-graph source and embeddings kind (see module doc)."""
+    """Stage A for every image-graph source (None = all of the train split) and embeddings kind."""
     gm, tcfg = cfg.graph_matching, cfg.graph_matching.train
     out = prepare_training_graphs(cfg, full, dcfg)
     if out.train_graphs is None:
         return out
     variants = out.variants
-    for source in sources:
+    for source in sources if sources is not None else list(out.train_graphs.images):
         if source not in out.train_graphs.images or source not in out.val_graphs.images:
             out.notes.append(f"{dcfg.name}: no '{source}' image graphs of the train/val split; its GMN is not trained")
             continue

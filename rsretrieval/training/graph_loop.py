@@ -34,6 +34,8 @@ from rsretrieval.training.losses import info_nce, triplet
 from rsretrieval.training.sampling import CaptionPerImageSampler
 from rsretrieval.training.schedule import accumulation_steps, cosine_scheduler
 
+MIN_DELTA = 1e-4  # validation mR (in %) must rise by more than this to count as better (float noise is not)
+
 
 @dataclass
 class GraphPairs:
@@ -192,7 +194,7 @@ def train_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: Grap
         metrics = validate(model, val)
         metrics.update(epoch=epoch + 1, train_loss=float(np.mean(losses)), lr=opt.param_groups[0]["lr"],
                        epoch_seconds=time.perf_counter() - t0)
-        if metrics["val_mr"] > state["best_mr"]:
+        if metrics["val_mr"] > state["best_mr"] + MIN_DELTA:
             state.update(best_mr=metrics["val_mr"], bad_epochs=0, best_epoch=epoch + 1,
                          best_model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         else:
@@ -205,3 +207,25 @@ def train_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: Grap
         reporter.report(metrics, state if reporter.rank == 0 else None)
     return state
 
+
+
+def find_lr(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphEncoderConfig, gmn: GMNConfig,
+            min_lr: float = 1e-6, max_lr: float = 1.0, steps: int = 60) -> Any:
+    """LR range test (sec. 5.4.3) on the training batches: the steepest-descent LR and the curve."""
+    from rsretrieval.training.lr_finder import lr_finder
+
+    train = data.train
+    model = GraphMatcher(encoder, gmn, train.queries.node_dim, int(train.queries.edge_attr.shape[1]), seed=cfg.seed)
+    sampler = CaptionPerImageSampler(train.query_image.tolist(), cfg.batch_size, seed=cfg.seed, drop_last=True)
+    use_node = model.trains_encoder and cfg.node_loss_weight > 0
+
+    def loss_fn(idx: list[int]) -> torch.Tensor:
+        q_idx = torch.tensor(idx)
+        d_idx = train.query_image[q_idx]
+        gmn_scores, node_scores = model(select_graphs(train.queries, q_idx), select_graphs(train.docs, d_idx),
+                                        train.global_cosine(q_idx, d_idx))
+        loss = _loss(cfg, gmn_scores)
+        return loss + cfg.node_loss_weight * _loss(cfg, node_scores) if use_node else loss
+
+    return lr_finder(model, loss_fn, list(sampler), lambda p: torch.optim.AdamW(p, weight_decay=cfg.weight_decay),
+                     min_lr=min_lr, max_lr=max_lr, steps=steps)
