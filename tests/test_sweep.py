@@ -64,3 +64,46 @@ def test_sweep_logs_trials_saves_best_config_and_resumes(tmp_path: Path, session
     assert again.restored and again.n_trials == 4
     assert pd.read_csv(again.trials_csv)["training_iteration"].sum() == iterations
     assert len(mlflow.search_runs(experiment_names=["rsretrieval-benchmark-sweep"])) == 4
+
+
+@pytest.mark.slow
+def test_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(tmp_path: Path, session_cache: Path) -> None:
+    """SIGKILL the sweep driver after its first trial finished; the rerun restores it and runs the rest."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, str(REPO / "rayjobs" / "sweep.py"), "--config", str(QUICK_CONFIG), "--output-dir",
+            str(tmp_path), "--name", "k", "--num-samples", "3", "--max-concurrent", "1",
+            "--set", f"cache_dir={session_cache}", "--set", "graph_matching.train.epochs=3",
+            "--set", "graph_matching.train.limit_images=128", "--set", "ray.num_cpus=2"]
+    sweep = tmp_path / "sweeps" / "k"
+
+    def finished() -> dict[str, int]:  # trial dir -> reported results, for trials that are done
+        out = {}
+        for f in sweep.glob("*/result.json"):
+            lines = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+            if lines and lines[-1].get("done"):
+                out[f.parent.name] = len(lines)
+        return out
+
+    env = {**os.environ, "RAY_ADDRESS": ""}  # its own local Ray, so that killing it kills the sweep
+    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while not finished() and time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+    done_before = finished()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert done_before, "no trial finished before the deadline"
+    assert len(done_before) < 3, "the sweep finished before it could be interrupted"
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "(resumed)" in out.stdout
+    after = finished()
+    assert len(after) == 3
+    for trial, n in done_before.items():
+        assert after[trial] == n  # a finished trial reported nothing more: it was not re-run

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ def fit_cached(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfi
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(keep, tmp)
     tmp.replace(path)
+    shutil.rmtree(fit.run_path, ignore_errors=True)  # its per-epoch checkpoints: the cache file supersedes them
     model.load_state_dict(keep["best_model"])
     return StageResult(model.eval(), keep, fit.seconds, False)
 

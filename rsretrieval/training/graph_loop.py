@@ -125,6 +125,23 @@ def validate(model: GraphMatcher, pairs: GraphPairs, chunk_size: int = 64) -> di
     return {"val_mr": mean_recall_of(gmn, pairs.query_image), "val_node_mr": mean_recall_of(node, pairs.query_image)}
 
 
+def _shared_validation(model: GraphMatcher, val: GraphPairs, reporter: Reporter) -> dict[str, float]:
+    """Rank 0 validates, the others receive its numbers (the same weights on every rank after DDP),
+    so every rank takes the same early-stopping decision at the cost of one validation."""
+    import torch.distributed as dist
+
+    if reporter.world == 1 or not dist.is_initialized():
+        return validate(model, val)
+    out = torch.zeros(2, dtype=torch.float64)
+    if reporter.rank == 0:
+        m = validate(model, val)
+        out = torch.tensor([m["val_mr"], m["val_node_mr"]], dtype=torch.float64)
+    backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    out = out.to(backend_device)
+    dist.broadcast(out, src=0)
+    return {"val_mr": float(out[0]), "val_node_mr": float(out[1])}
+
+
 def _loss(cfg: GraphTrainingConfig, scores: torch.Tensor) -> torch.Tensor:
     positives = torch.arange(len(scores), device=scores.device)
     if cfg.loss == "triplet":
@@ -191,7 +208,7 @@ def train_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: Grap
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 sched.step()
-        metrics = validate(model, val)
+        metrics = _shared_validation(model, val, reporter)
         metrics.update(epoch=epoch + 1, train_loss=float(np.mean(losses)), lr=opt.param_groups[0]["lr"],
                        epoch_seconds=time.perf_counter() - t0)
         if metrics["val_mr"] > state["best_mr"] + MIN_DELTA:
