@@ -121,3 +121,17 @@ def test_checkpoint_file_round_trip(tmp_path, data: TrainData) -> None:
         load_matcher_file(tmp_path / "bad.pt")
     with pytest.raises(FileNotFoundError, match="rayjobs/train.py"):
         load_matcher_file(tmp_path / "missing.pt")
+
+
+def test_vg2vg_warm_start_scores_like_the_g2g_gmn() -> None:
+    from rsretrieval.training.graph_model import warm_start_vg2vg
+
+    pairs = synthetic_pairs(10, seed=5, global_dim=8)
+    enc = GraphEncoderConfig(kind="vanilla")
+    g2g = GraphMatcher(enc, training_gmn_config(GMNConfig(), enc, False), 32, 32, seed=1)
+    vg = GraphMatcher(enc, training_gmn_config(GMNConfig(), enc, True), 32, 32, seed=2)
+    vg.gmn.load_state_dict(warm_start_vg2vg(g2g.gmn.state_dict()))
+    with torch.no_grad():
+        a, _ = g2g.batch_scores(pairs.queries, pairs.docs)
+        b, _ = vg.batch_scores(pairs.queries, pairs.docs, pairs.global_cosine(slice(None), slice(None)))
+    assert torch.allclose(a, b, atol=1e-6)  # the cosine enters with weight 0 until training moves it

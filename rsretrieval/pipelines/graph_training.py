@@ -7,7 +7,8 @@ Per dataset and image-graph source (simulated VLM / Gemini / oracle), on the tra
   ``trained`` = the graph encoder (``graph_matching.encoder``) trained with the G2G GMN and the
   max-mean node loss; its encoder also feeds the 'trained' Hungarian cells;
 * stage B, per backbone: a VG2VG GMN (global cosine input) on stage A's frozen nodes, trained with the
-  backbone's train-split caption and image vectors.
+  backbone's train-split caption and image vectors, warm-started from stage A's GMN with the cosine
+  input at weight 0 (it starts at the G2G ranking and learns how much global cosine to add).
 
 Each stage is one Ray Train run named by the hash of everything that determines its weights (data,
 configs, backbone checkpoint), so a killed benchmark resumes the run, and the result is cached under
@@ -32,13 +33,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from rsretrieval.config import BenchmarkConfig, GraphEncoderConfig
+from rsretrieval.config import BenchmarkConfig, GMNConfig, GraphEncoderConfig
 from rsretrieval.data.registry import evaluation_split
 from rsretrieval.data.schema import RSDataset
 from rsretrieval.graphs.tensors import embed_graphs, from_node_vectors
 from rsretrieval.pipelines.tracking import Tracker, metric_key
 from rsretrieval.training.graph_loop import GraphPairs, TrainData
-from rsretrieval.training.graph_model import GraphMatcher, save_matcher, training_gmn_config
+from rsretrieval.training.graph_model import GraphMatcher, save_matcher, training_gmn_config, warm_start_vg2vg
 
 log = logging.getLogger(__name__)
 VANILLA_ENCODER = GraphEncoderConfig(kind="vanilla")
@@ -71,7 +72,7 @@ def _digest(*tensors: torch.Tensor | None) -> str:
 
 
 def data_fingerprint(data: TrainData) -> str:
-    parts = []
+    parts = list((data.init_gmn or {}).values())
     for p in (data.train, data.val):
         for b in (p.queries, p.docs):
             parts += [b.nodes.vectors, b.nodes.offsets, b.edge_index, b.edge_attr]
@@ -87,12 +88,11 @@ class StageResult:
     cached: bool
 
 
-def fit_cached(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfig, use_global: bool) -> StageResult:
+def fit_cached(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfig, gmn: GMNConfig) -> StageResult:
     """Train one stage with Ray Train, or load it from the cache (keyed by data + configs)."""
     from rsretrieval.pipelines.train_graphs import fit_graph_matcher
 
-    gm, tcfg = cfg.graph_matching, cfg.graph_matching.train
-    gmn = training_gmn_config(gm.gmn, encoder, use_global)
+    tcfg = cfg.graph_matching.train
     key_src = {"v": KEY_VERSION, "data": data_fingerprint(data), "encoder": encoder.model_dump(), "gmn": gmn.model_dump(),
                "train": tcfg.model_dump(mode="json", exclude={"workers", "cpus_per_worker", "use_gpu", "max_failures",
                                                                "storage_path", "enabled", "variants", "split",
@@ -192,7 +192,8 @@ def train_g2g_models(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, sources: 
         data = TrainData(graph_pairs(out.train_graphs, out.train_ds, source, variants, embedder),
                          graph_pairs(out.val_graphs, out.val_ds, source, variants, embedder))
         for emb in gm.embeddings:
-            result = fit_cached(cfg, data, VANILLA_ENCODER if emb == "vanilla" else gm.encoder, use_global=False)
+            encoder = VANILLA_ENCODER if emb == "vanilla" else gm.encoder
+            result = fit_cached(cfg, data, encoder, training_gmn_config(gm.gmn, encoder, False))
             out.g2g[(source, emb)] = result.model
             out.record(tracker, source, emb, "g2g", result)
     out.notes.append(f"{dcfg.name}: GMN and graph encoder trained with Ray Train on {tcfg.split} "
@@ -219,7 +220,9 @@ def train_vg2vg_heads(cfg: BenchmarkConfig, models: GraphModels, backbone: str, 
             rows = [index[c] for c in caps["caption_id"].to_pylist()]
             pairs[split] = _encoded(graph_pairs(graphs, ds, source, models.variants, embedder,
                                                 (cap_vec[rows], img_vec)), stage_a)
-        result = fit_cached(cfg, TrainData(pairs["train"], pairs["val"]), VANILLA_ENCODER, use_global=True)
+        # nodes frozen (stage A's encoder), the GMN warm-started from stage A's with the cosine input at 0
+        data = TrainData(pairs["train"], pairs["val"], warm_start_vg2vg(stage_a.gmn.state_dict()))
+        result = fit_cached(cfg, data, VANILLA_ENCODER, stage_a.gmn_cfg.model_copy(update={"use_global": True}))
         models.vg2vg[(source, emb, backbone)] = result.model
         models.record(tracker, source, emb, f"vg2vg-{backbone}", result)
 

@@ -72,6 +72,7 @@ class GraphPairs:
 class TrainData:
     train: GraphPairs
     val: GraphPairs
+    init_gmn: dict[str, torch.Tensor] | None = None  # GMN weights to start from (e.g. a VG2VG warm start)
 
 
 class Reporter(Protocol):
@@ -180,6 +181,8 @@ def train_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: Grap
     sched = cosine_scheduler(opt, cfg.epochs * updates, round(cfg.warmup_epochs * updates), cfg.min_lr)
     state = reporter.restore()
     if state is None:
+        if data.init_gmn is not None:
+            model.gmn.load_state_dict(data.init_gmn)
         state = {"epoch": 0, "best_mr": -1.0, "bad_epochs": 0, "best_model": None, "history": [], "stopped": False}
     else:
         model.load_state_dict(state["model"])

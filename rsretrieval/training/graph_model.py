@@ -112,6 +112,15 @@ class GraphMatcher(nn.Module):
         return self.batch_scores(queries, docs, sim_vec)  # DDP calls forward
 
 
+def warm_start_vg2vg(g2g_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """VG2VG GMN weights that start as the given G2G GMN: the score MLP's extra input (the global
+    cosine) gets weight 0, so training begins at the G2G ranking and learns how much cosine to add."""
+    out = {k: v.clone() for k, v in g2g_state.items()}
+    w = out["score_mlp.0.weight"]
+    out["score_mlp.0.weight"] = torch.cat([w, w.new_zeros((w.shape[0], 1))], dim=1)
+    return out
+
+
 def save_matcher(path: str | Path, embeddings: str, model: GraphMatcher, meta: dict[str, Any], vg2vg: dict[str, GraphMatchingNetwork] | None = None) -> Path:
     """Write the checkpoint file (atomically)."""
     path = Path(path)
