@@ -240,7 +240,8 @@ class GraphTrainingConfig(_Strict):
     workers: int = Field(1, ge=0, description="Ray Train workers (data-parallel, gloo on CPU / nccl on GPU); 0 = Ray "
                          "Train local mode (the loop runs in the driver process: no worker start-up, no worker fault "
                          "tolerance)")
-    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray Train worker (also its torch threads)")
+    cpus_per_worker: float | None = Field(None, gt=0, description="CPUs per Ray Train worker (also its torch threads); "
+                                          "None = the cluster's CPUs divided by the workers (at least 1)")
     use_gpu: bool | None = Field(None, description="Train on GPUs; None = when the cluster has any")
     max_failures: int = Field(2, ge=-1, description="Worker failures survived by restarting from the last checkpoint "
                               "(FailureConfig); -1 = unlimited")

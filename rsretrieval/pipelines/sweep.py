@@ -74,7 +74,7 @@ def _trial(values: dict[str, Any], data: TrainData, base: dict[str, Any], embedd
 
     cfg = apply_overrides(base, values)
     gm = cfg.graph_matching
-    torch.set_num_threads(max(1, int(gm.train.cpus_per_worker)))
+    torch.set_num_threads(max(1, int(gm.train.cpus_per_worker or 1)))
     encoder = gm.encoder if embeddings == "trained" else VANILLA_ENCODER
     train_graph_matcher(data, gm.train, encoder, training_gmn_config(gm.gmn, encoder, False), CheckpointReporter(tune))
 
@@ -93,7 +93,7 @@ def run_sweep(cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str |
     data, source, _ = sweep_data(cfg, source)
     base = cfg.model_dump(mode="json")
     trainable = tune.with_resources(tune.with_parameters(_trial, data=data, base=base, embeddings=embeddings),
-                                    {"cpu": cfg.graph_matching.train.cpus_per_worker})
+                                    {"cpu": cfg.graph_matching.train.cpus_per_worker or 1})
     storage = (Path(cfg.output_dir) / "sweeps").resolve()
     path = storage / name
     restored = tune.Tuner.can_restore(str(path))

@@ -136,8 +136,9 @@ def fit_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphE
         reporter = DiskReporter(storage / run_name)
         state = train_graph_matcher(data, cfg, encoder, gmn, reporter)
         return FitResult(state, time.perf_counter() - t0, reporter.run_dir)
+    cpus = cfg.cpus_per_worker or max(1.0, float(int(ray.cluster_resources().get("CPU", 1) // cfg.workers)))
     config = {"data": ray.put(data), "train": cfg.model_dump(mode="json"), "encoder": encoder.model_dump(),
-              "gmn": gmn.model_dump(), "threads": cfg.cpus_per_worker}
+              "gmn": gmn.model_dump(), "threads": cpus}
     fail_at = fail_at_epoch if fail_at_epoch is not None else os.environ.get(FAULT_ENV)
     if fail_at is not None:
         config["fault"] = {"epoch": int(fail_at), "marker": str(storage / f"{run_name}.fault-injected")}
@@ -145,7 +146,7 @@ def fit_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphE
     trainer = TorchTrainer(
         _train_fn, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
+                                     resources_per_worker={"CPU": cpus, **({"GPU": 1} if use_gpu else {})}),
         run_config=RunConfig(name=run_name, storage_path=str(storage),
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=cfg.max_failures)))
