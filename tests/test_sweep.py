@@ -59,10 +59,10 @@ def test_sweep_logs_trials_saves_best_config_and_resumes(tmp_path: Path, session
     assert len(runs) == 4 and runs["metrics.best_val_mr"].notna().all()
     assert {"params.graph_matching.gmn.bins", "params.graph_matching.train.lr"} <= set(runs.columns)
 
-    iterations = trials["training_iteration"].sum()
+    iterations = trials["epochs_run"].sum()
     again = main(args)  # same name: restored, no finished trial runs again
     assert again.restored and again.n_trials == 4
-    assert pd.read_csv(again.trials_csv)["training_iteration"].sum() == iterations
+    assert pd.read_csv(again.trials_csv)["epochs_run"].sum() == iterations
     assert len(mlflow.search_runs(experiment_names=["rsretrieval-benchmark-sweep"])) == 4
 
 

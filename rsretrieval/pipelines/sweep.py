@@ -120,10 +120,13 @@ def run_sweep(cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str |
     best_path.write_text(f"# best trial of sweep {name} ({space.metric} = {best.metrics[space.metric]:.2f}, graphs: "
                          f"{source}, embeddings: {embeddings}); values: {best.config}\n"
                          + yaml.safe_dump(best_cfg.model_dump(mode="json"), sort_keys=False))
-    df = grid.get_dataframe(filter_metric=space.metric, filter_mode="max")
-    keep = [c for c in df.columns if c.startswith("config/") or c in
-            ("trial_id", space.metric, "val_mr", "epoch", "training_iteration", "time_total_s")]
+    last = grid.get_dataframe()  # last result per trial: epochs run, time
+    best_rows = grid.get_dataframe(filter_metric=space.metric, filter_mode="max")
+    keep = ["trial_id", *(c for c in last.columns if c.startswith("config/")), "training_iteration", "time_total_s"]
+    table = last[keep].rename(columns={"training_iteration": "epochs_run"}).merge(
+        best_rows[["trial_id", space.metric, "training_iteration"]].rename(columns={"training_iteration": "best_epoch"}),
+        on="trial_id")
     trials = path / "trials.csv"
-    df[keep].to_csv(trials, index=False)
+    table.to_csv(trials, index=False)
     return SweepResult(path, best_path, trials, dict(best.config), float(best.metrics[space.metric]), len(grid),
                        time.perf_counter() - t0, restored)
