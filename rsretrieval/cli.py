@@ -1,4 +1,4 @@
-"""Command line: ``rsretrieval benchmark|backbones|config``.
+"""Command line: ``rsretrieval benchmark|backbones|tables``.
 
 ``rayjobs/full_benchmark.py`` is the same benchmark entry point as ``rsretrieval benchmark``.
 """
@@ -117,6 +117,20 @@ def list_backbones_cmd(_: argparse.Namespace) -> None:
         print(f"{name:28s} {spec.arch:12s} {getattr(spec, 'checkpoint_file', None) or ''}")
 
 
+def tables_cmd(args: argparse.Namespace) -> Any:
+    """Merge runs' results into one table and write it in the thesis' layouts."""
+    from rsretrieval.evaluation.tables import results_frame, write_results
+    from rsretrieval.evaluation.thesis_tables import merge_results, write_thesis_tables
+
+    df = results_frame(merge_results(args.runs).to_dict("records"))
+    out = Path(args.out)
+    write_results(df, out, [f"merged from {', '.join(str(r) for r in args.runs)}"])
+    paths = write_thesis_tables(df, out)
+    print(paths[0].read_text(encoding="utf-8"))
+    print(f"merged results: {out / 'results.csv'}; tables: {', '.join(p.name for p in paths)}")
+    return df
+
+
 def main(argv: list[str] | None = None) -> Any:
     p = argparse.ArgumentParser(prog="rsretrieval", description="Fine-grained RS text-to-image retrieval")
     sub = p.add_subparsers(dest="command", required=True)
@@ -125,6 +139,10 @@ def main(argv: list[str] | None = None) -> Any:
     add_benchmark_args(b)
     b.set_defaults(func=benchmark)
     sub.add_parser("backbones", help="list registered backbones").set_defaults(func=list_backbones_cmd)
+    t = sub.add_parser("tables", help="merge runs' results.csv and write the thesis-layout tables")
+    t.add_argument("runs", nargs="+", type=Path, help="run folders (or results.csv files); later ones win on equal cells")
+    t.add_argument("--out", type=Path, default=Path("runs") / "merged", help="output folder (default runs/merged)")
+    t.set_defaults(func=tables_cmd)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

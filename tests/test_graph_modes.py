@@ -63,6 +63,8 @@ def test_graph_outputs_stats_and_accounting(graph_run) -> None:
     assert (res.run_dir / "generated" / "synthrs" / "text_graph.parquet").exists()
     md = res.results_md.read_text()
     assert "graph collision rate" in md and "simulated" in md
+    modes = pd.read_csv(res.run_dir / "table_modes_fine_grained.csv").set_index("dataset")
+    assert "G2G hungarian trained (oracle)" in modes.columns and "% above baseline" in modes.index
 
 
 def test_training_outputs_and_checkpoint_reuse(graph_run, tmp_path: Path, session_cache: Path) -> None:

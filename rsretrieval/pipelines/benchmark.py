@@ -20,6 +20,7 @@ from rsretrieval.data.registry import duplicate_summary, evaluation_split, load_
 from rsretrieval.data.schema import RSDataset
 from rsretrieval.evaluation.retrieval import evaluate_cell, gold_indices
 from rsretrieval.evaluation.tables import results_frame, write_results
+from rsretrieval.evaluation.thesis_tables import summary_metrics, write_thesis_tables
 from rsretrieval.matching.cosine import CosineScorer
 from rsretrieval.pipelines.benchmark_generation import add_generated_captions, run_requested_tasks, write_generation_accounting
 from rsretrieval.pipelines.cells import record_cell
@@ -313,8 +314,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
         (run_dir / "summary.json").write_text(json.dumps(
             {"seconds": seconds, "mlflow_run_id": tracker.run_id, "cells": len(rows)}, indent=2))
         tracker.log_metrics({"benchmark_seconds": seconds})
-        for path in (paths["csv"], paths["md"], run_dir / "config.yaml"):
+        for path in (paths["csv"], paths["md"], run_dir / "config.yaml", *write_thesis_tables(df, run_dir, footnotes)):
             tracker.log_artifact(path)
+        tracker.log_metrics(summary_metrics(df))
         tracker.log_artifact(per_query_dir, "per_query")
         run_id = tracker.run_id
     return BenchmarkResult(run_dir, paths["csv"], paths["md"], rows, run_id, seconds)
