@@ -166,6 +166,21 @@ def read_embeddings(path: Path, ids: list[str]) -> np.ndarray:
     return vectors[[index[i] for i in ids]].astype(np.float32, copy=False)
 
 
+def _pool_size(cfg: EmbedConfig) -> int:
+    """CPU actors (1 CPU each) that leave a CPU for Ray Data's read/write tasks: a pool holding every CPU
+    of the cluster would wait forever for its own writer."""
+    import ray
+
+    if cfg.num_gpus_per_actor or cfg.concurrency <= 1:
+        return cfg.concurrency
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    if cfg.concurrency >= cpus:
+        log.warning("embed.concurrency=%d CPU actors on a %d-CPU cluster would leave no CPU for writing; using %d",
+                    cfg.concurrency, cpus, max(1, cpus - 1))
+        return max(1, cpus - 1)
+    return cfg.concurrency
+
+
 def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path | None,
                 cfg: EmbedConfig, cache_dir: Path, stage: type[_EmbedStage] | None = None) -> tuple[Path, bool]:
     """Embed ``table`` with Ray Data: the columns of ``stage.input_columns`` (images: image_id, uri;
@@ -182,15 +197,16 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
         log.info("embeddings %s: cached at %s", kind, final)
         return final, True
     tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    ds = dataset_from_table(table.select(list(stage.input_columns)), cfg.batch_size, cfg.concurrency)
+    size = _pool_size(cfg)
+    ds = dataset_from_table(table.select(list(stage.input_columns)), cfg.batch_size, size)
     ds = ds.map_batches(
         stage,
         fn_constructor_kwargs={"backbone_name": backbone_name,
                                "checkpoint": str(checkpoint) if checkpoint else None,
                                "device": cfg.device, "torch_threads": cfg.torch_threads,
-                               "concurrency": cfg.concurrency},
+                               "concurrency": size},
         batch_size=cfg.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
+        compute=ray.data.ActorPoolStrategy(size=size),
         num_gpus=cfg.num_gpus_per_actor or None,
         batch_format="numpy",
     )
