@@ -1,4 +1,4 @@
-"""Command line: ``rsretrieval benchmark|backbones|tables``.
+"""Command line: ``rsretrieval benchmark|backbones|query|tables``.
 
 ``rayjobs/full_benchmark.py`` is the same benchmark entry point as ``rsretrieval benchmark``.
 """
@@ -131,6 +131,29 @@ def tables_cmd(args: argparse.Namespace) -> Any:
     return df
 
 
+def query_cmd(args: argparse.Namespace) -> Any:
+    """Rank the indexed images for each query text; print the score matrix for the top images."""
+    from rsretrieval.config import load_config
+    from rsretrieval.pipelines.query import build_index, format_matrix, query_scores, ranked
+
+    cfg = load_config(args.config, list(args.overrides))
+    methods = (args.crops,) if args.mode in ("v2s", "s2s") else ()
+    index = build_index(cfg, args.dataset, args.backbone, methods)
+    scores = query_scores(index, cfg, args.texts, args.mode, args.crops)
+    results = ranked(index, scores, args.top_k)
+    print(f"{index.dataset} ({len(index.image_ids)} images), backbone {index.backbone}, mode {args.mode}")
+    for n, (text, hits) in enumerate(zip(args.texts, results), 1):
+        print(f"\nQuery {n}: {text}")
+        for h in hits:
+            print(f"  {h['rank']:>2}. {h['score']:.4f}  {h['image_id']}  {h['uri']}")
+    cols = list(dict.fromkeys(h["image_id"] for hits in results for h in hits[:1]))  # each query's best image
+    col_idx = [index.image_ids.index(c) for c in cols]
+    print("\n" + format_matrix(scores[:, col_idx], [f"Query {i}" for i in range(1, len(args.texts) + 1)],
+                               [f"Img{j}" for j in range(1, len(cols) + 1)]))
+    print("  " + ", ".join(f"Img{j} = {c}" for j, c in enumerate(cols, 1)))
+    return results
+
+
 def main(argv: list[str] | None = None) -> Any:
     p = argparse.ArgumentParser(prog="rsretrieval", description="Fine-grained RS text-to-image retrieval")
     sub = p.add_subparsers(dest="command", required=True)
@@ -139,6 +162,18 @@ def main(argv: list[str] | None = None) -> Any:
     add_benchmark_args(b)
     b.set_defaults(func=benchmark)
     sub.add_parser("backbones", help="list registered backbones").set_defaults(func=list_backbones_cmd)
+    q = sub.add_parser("query", help="rank the images of an indexed dataset for query texts",
+                       description="Rank the images of the configured dataset split for each text (index: the "
+                       "benchmark's cached embeddings; computed once if missing).")
+    q.add_argument("texts", nargs="+", help="query texts")
+    q.add_argument("--config", type=Path, default=None, help="benchmark config (default: the embedded default)")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    q.add_argument("--dataset", default=None, help="dataset name in the config (default: the first)")
+    q.add_argument("--backbone", default=None, help="backbone name in the config (default: the first)")
+    q.add_argument("--mode", choices=["v2v", "v2s", "s2v", "s2s"], default="v2v")
+    q.add_argument("--crops", choices=["uniform", "regions"], default="uniform", help="image scenes for v2s/s2s")
+    q.add_argument("--top-k", type=int, default=5)
+    q.set_defaults(func=query_cmd)
     t = sub.add_parser("tables", help="merge runs' results.csv and write the thesis-layout tables")
     t.add_argument("runs", nargs="+", type=Path, help="run folders (or results.csv files); later ones win on equal cells")
     t.add_argument("--out", type=Path, default=Path("runs") / "merged", help="output folder (default runs/merged)")
