@@ -11,7 +11,6 @@ Restarting the same job resumes its Ray Train runs from their last checkpoints. 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,10 @@ def main(argv: list[str] | None = None) -> Any:
                         help="image-graph source(s) to train on (default: every available one)")
     parser.add_argument("--no-vg2vg", action="store_true", help="skip the VG2VG heads (no backbone embeddings)")
     parser.add_argument("--lr-find", action="store_true", help="run the LR range test first; save lr_finder.png")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from rsretrieval.config import load_config
+    from rsretrieval.cli import job_config
     from rsretrieval.pipelines.train_job import run_training
 
-    overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
-    overrides += [f"run_name={args.run_name}"] if args.run_name else ["run_name=train"]
-    cfg = load_config(args.config, overrides)
+    cfg, args = job_config(parser, argv, "train")
     res = run_training(cfg, args.graphs, not args.no_vg2vg, args.lr_find)
     for row in res.summary:
         print(f"{row['graphs']:>14} {row['embeddings']:>8} {row['head']:>14}: {row['epochs']} epochs, best val mR "

@@ -62,6 +62,24 @@ def benchmark_main(argv: list[str] | None = None) -> Any:
     return benchmark(p.parse_args(argv))
 
 
+def job_config(parser: argparse.ArgumentParser, argv: list[str] | None, run_name: str) -> tuple[Any, argparse.Namespace]:
+    """Parse a job's arguments (``add_benchmark_args`` + its own), set up logging, resolve the config;
+    the run is named ``run_name`` unless --run-name says otherwise."""
+    from rsretrieval.config import load_config
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
+    overrides += [f"run_name={args.run_name or run_name}"]
+    cfg = load_config(args.config, overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        sys.exit(0)
+    return cfg, args
+
+
 GENERATE_HELP = """Generate fine-grained captions, image/text graphs and text scenes with Gemini.
 
   GEMINI_API_KEY=... python rayjobs/generate.py --config my.yaml --task text_scenes --set generation.backend=gemini
@@ -77,7 +95,6 @@ def generate_main(argv: list[str] | None = None) -> Any:
     """Entry point of ``rayjobs/generate.py``."""
     import pandas as pd
 
-    from rsretrieval.config import load_config
     from rsretrieval.pipelines.benchmark import init_ray
     from rsretrieval.pipelines.generate_job import generate
     from rsretrieval.pipelines.tracking import mlflow_run, metric_key
@@ -88,11 +105,7 @@ def generate_main(argv: list[str] | None = None) -> Any:
     p.add_argument("--variant", default="fine_grained", help="caption variant fed to text tasks (if the dataset has it)")
     p.add_argument("--limit", type=int, default=None, help="only the first N inputs per dataset and task")
     p.add_argument("--dry-run", action="store_true", help="count requests, tokens and cost; send nothing")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
-    overrides += [f"run_name={args.run_name}"] if args.run_name else ["run_name=generate"]
-    cfg = load_config(args.config, overrides)
+    cfg, args = job_config(p, argv, "generate")
     if not args.dry_run:
         init_ray(cfg.ray)
     with mlflow_run(cfg) as tracker:
