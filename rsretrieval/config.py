@@ -267,7 +267,7 @@ class GraphMatchingConfig(_Strict):
         "with the GMN")
     train: GraphTrainingConfig = Field(default_factory=GraphTrainingConfig, description="Training of encoder and GMN")
     gmn_checkpoint: Path | None = Field(
-        None, description="A graph-matcher checkpoint from rayjobs/train.py; used instead of training for the "
+        None, description="A graph-matcher checkpoint written by rayjobs/train.py; used instead of training for the "
         "embeddings it was trained with (its 'embeddings' entry)")
     untrained_gmn: bool = Field(
         False, description="With training disabled and no checkpoint, still score GMN cells with a seeded untrained "

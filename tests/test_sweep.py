@@ -27,6 +27,7 @@ def test_shipped_spaces_load(name: str) -> None:
     ("space:\n  graph_matching.train.lr: {type: lognormal, low: 1, high: 2}\n", "needs 'type'"),
     ("space:\n  graph_matching.train.lr: {type: uniform, low: 0.1}\n", "uniform needs ['high']"),
     ("metric: x\n", "non-empty 'space:'"),
+    ("scheduler: {type: hyperband}\nspace:\n  graph_matching.gmn.bins: {type: choice, values: [8]}\n", "scheduler must be"),
 ])
 def test_bad_space_names_file_and_key(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "bad.yaml"

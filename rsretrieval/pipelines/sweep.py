@@ -42,6 +42,32 @@ class SweepResult:
     restored: bool
 
 
+def tune_domains(space: SearchSpace) -> dict[str, Any]:
+    """Ray Tune domain objects of a search space, keyed by config path."""
+    from ray import tune
+
+    out = {}
+    for key, d in space.space.items():
+        t = d["type"]
+        out[key] = (tune.grid_search(d["values"]) if t == "grid" else tune.choice(d["values"]) if t == "choice"
+                    else tune.quniform(d["low"], d["high"], d["q"]) if t == "quniform"
+                    else getattr(tune, t)(d["low"], d["high"]))
+    return out
+
+
+def tune_scheduler(space: SearchSpace, max_t: int) -> Any:
+    """ASHA (``scheduler.type: asha``, the default) with the file's options, or None for ``fifo``."""
+    kind = space.scheduler.get("type", "asha")
+    if kind == "fifo":
+        return None
+    if kind != "asha":
+        raise ValueError(f"{space.path}: scheduler type {kind!r} is not supported (asha or fifo)")
+    from ray.tune.schedulers import ASHAScheduler
+
+    opts = {k: v for k, v in space.scheduler.items() if k != "type"}
+    return ASHAScheduler(time_attr="training_iteration", max_t=max_t, **opts)
+
+
 def sweep_data(cfg: BenchmarkConfig, source: str | None = None) -> tuple[TrainData, str, list[str]]:
     """Training data of the first dataset: (data, image-graph source used, notes)."""
     from rsretrieval.data.registry import load_dataset
@@ -105,9 +131,9 @@ def run_sweep(cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str |
                                           tags={"sweep": name, "graphs": source, "embeddings": embeddings})] \
             if cfg.mlflow.enabled else []
         tuner = tune.Tuner(
-            trainable, param_space=space.domains(),
+            trainable, param_space=tune_domains(space),
             tune_config=tune.TuneConfig(metric=space.metric, mode="max", num_samples=num_samples or space.num_samples,
-                                        scheduler=space.scheduler_object(cfg.graph_matching.train.epochs),
+                                        scheduler=tune_scheduler(space, cfg.graph_matching.train.epochs),
                                         max_concurrent_trials=max_concurrent),
             run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=callbacks,
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))

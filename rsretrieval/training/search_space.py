@@ -36,34 +36,6 @@ class SearchSpace:
     num_samples: int = 8
     scheduler: dict[str, Any] = field(default_factory=lambda: {"type": "asha"})
 
-    def sample_value(self, key: str) -> Any:
-        """A representative value of a domain (validation without Tune)."""
-        d = self.space[key]
-        if d["type"] in ("choice", "grid"):
-            return d["values"][0]
-        return d["low"]
-
-    def domains(self) -> dict[str, Any]:
-        """Ray Tune domain objects keyed by config path."""
-        from ray import tune
-
-        out = {}
-        for key, d in self.space.items():
-            t = d["type"]
-            out[key] = (tune.grid_search(d["values"]) if t == "grid" else tune.choice(d["values"]) if t == "choice"
-                        else tune.quniform(d["low"], d["high"], d["q"]) if t == "quniform"
-                        else getattr(tune, t)(d["low"], d["high"]))
-        return out
-
-    def scheduler_object(self, max_t: int) -> Any:
-        kind = self.scheduler.get("type", "asha")
-        if kind == "fifo":
-            return None
-        from ray.tune.schedulers import ASHAScheduler
-
-        opts = {k: v for k, v in self.scheduler.items() if k != "type"}
-        return ASHAScheduler(time_attr="training_iteration", max_t=max_t, **opts)
-
 
 def apply_overrides(base: dict[str, Any], values: dict[str, Any]) -> BenchmarkConfig:
     """``base`` (a dumped config) with ``values`` (config path -> value) set; validated."""
@@ -94,8 +66,11 @@ def load_space(path: str | Path, base: BenchmarkConfig | None = None) -> SearchS
             raise ValueError(f"{path}: {key}: {d['type']} needs {missing}")
         if d["type"] in ("choice", "grid") and (not isinstance(d["values"], list) or not d["values"]):
             raise ValueError(f"{path}: {key}: 'values' must be a non-empty list")
+    scheduler = raw.get("scheduler") or {"type": "asha"}
+    if not isinstance(scheduler, dict) or scheduler.get("type", "asha") not in ("asha", "fifo"):
+        raise ValueError(f"{path}: scheduler must be {{type: asha, ...}} or {{type: fifo}}, got {scheduler!r}")
     space = SearchSpace(path, raw["space"], raw.get("metric", "best_val_mr"), int(raw.get("num_samples", 8)),
-                        raw.get("scheduler") or {"type": "asha"})
+                        scheduler)
     base_data = (base or BenchmarkConfig()).model_dump(mode="json")
     for key in space.space:
         values = space.space[key]["values"] if space.space[key]["type"] in ("choice", "grid") else \
