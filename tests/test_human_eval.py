@@ -1,0 +1,63 @@
+"""Human-evaluation kit: forms hold 1 gold + 8 same-scene distractors; scoring matches a hand count."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from rsretrieval.analysis.human_eval import build_questions, score_answers, write_form
+from rsretrieval.data.schema import RSDataset
+
+
+@pytest.fixture()
+def ds(tmp_path: Path) -> RSDataset:
+    images, caps = [], []
+    for i in range(24):
+        uri = tmp_path / f"{i}.png"
+        Image.new("RGB", (32, 32), (i * 10, 0, 0)).save(uri)
+        images.append({"image_id": f"d:{i}", "dataset": "d", "split": "test", "uri": str(uri),
+                       "scene_label": "port" if i < 12 else "farm"})
+        caps += [{"caption_id": f"d:{i}:o", "image_id": f"d:{i}", "text": f"a scene {i}", "variant": "original", "split": "test"},
+                 {"caption_id": f"d:{i}:f", "image_id": f"d:{i}", "text": f"four <red> ships {i}", "variant": "fine_grained",
+                  "split": "test"}]
+    return RSDataset("d", pa.Table.from_pylist(images), pa.Table.from_pylist(caps), None, None)
+
+
+def test_questions_and_forms(ds: RSDataset, tmp_path: Path) -> None:
+    qs = build_questions(ds, n_questions=4, seed=1)
+    assert len(qs) == 8 and {q.variant for q in qs} == {"original", "fine_grained"}
+    labels = dict(zip(ds.images["image_id"].to_pylist(), ds.images["scene_label"].to_pylist()))
+    for q in qs:
+        assert len(q.image_ids) == 9 == len(set(q.image_ids)) and q.gold_image_id in q.image_ids
+        assert {labels[i] for i in q.image_ids} == {labels[q.gold_image_id]}  # same-scene distractors
+    pairs = {}
+    for q in qs:  # both variants ask about the same images, in the same order
+        pairs.setdefault(q.qid.split("-")[1], []).append((q.gold_image_id, tuple(q.image_ids)))
+    assert all(len(set(v)) == 1 for v in pairs.values())
+    paths = write_form(ds, qs, tmp_path / "form")
+    page = (tmp_path / "form" / "form_fine_grained.html").read_text()
+    assert page.count('type="radio"') == 4 * 9 and "four &lt;red&gt; ships" in page and "data:image/jpeg;base64," in page
+    assert json.loads(paths[-1].read_text())["questions"][0]["gold_image_id"] == qs[0].gold_image_id
+
+
+def test_scoring_matches_a_hand_count(ds: RSDataset, tmp_path: Path) -> None:
+    qs = build_questions(ds, n_questions=2, seed=3)
+    key = write_form(ds, qs, tmp_path)[-1]
+    gold = {q.qid: q.image_ids.index(q.gold_image_id) + 1 for q in qs}
+    wrong = {q: (g % 9) + 1 for q, g in gold.items()}
+    rows = []
+    for who, picks in (("a", gold), ("b", gold), ("c", wrong)):
+        rows += [{"participant": who, "question_id": q, "choice": c} for q, c in picks.items()]
+    rows[0]["choice"] = wrong[rows[0]["question_id"]]  # a misses original-1
+    t = score_answers(pd.DataFrame(rows), key).set_index("variant")
+    # original-1: 1/3 correct, 2 distinct picks; original-2: 2/3, 2 -> mean 50.0, median 50.0, unique 2
+    assert t.loc["original", "Mean Correct (%)"] == pytest.approx(50.0)
+    assert t.loc["fine_grained", "Mean Correct (%)"] == pytest.approx(200 / 3)
+    assert t.loc["original", "Mean Unique Choices"] == 2 and t.loc["original", "answers"] == 6
+    with pytest.raises(ValueError, match="not in"):
+        score_answers(pd.DataFrame([{"participant": "x", "question_id": "nope-1", "choice": 1}]), key)
