@@ -245,7 +245,8 @@ class GraphTrainingConfig(_Strict):
     use_gpu: bool | None = Field(None, description="Train on GPUs; None = when the cluster has any")
     max_failures: int = Field(2, ge=-1, description="Worker failures survived by restarting from the last checkpoint "
                               "(FailureConfig); -1 = unlimited")
-    storage_path: Path | None = Field(None, description="Ray Train storage (checkpoints); default <cache_dir>/ray_train")
+    storage_path: str | None = Field(None, description="Ray Train storage (checkpoints): a folder every node sees, or an "
+                                     "s3:// / gs:// URI; default <cache_dir>/ray_train")
     seed: int = Field(0, description="Seed of initialisation and caption sampling")
 
     _paths = field_validator("storage_path", mode="before")(lambda cls, v: _expand(v))

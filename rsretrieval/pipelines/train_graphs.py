@@ -129,9 +129,13 @@ def fit_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphE
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    storage = Path(storage_path).resolve()
-    storage.mkdir(parents=True, exist_ok=True)
+    remote = "://" in str(storage_path)  # s3:// or gs:// storage for multi-node clusters
+    storage = str(storage_path) if remote else Path(storage_path).resolve()
+    if not remote:
+        storage.mkdir(parents=True, exist_ok=True)
     if cfg.workers == 0:
+        if remote:
+            raise ValueError("graph_matching.train.workers=0 (in-process) needs a local storage_path")
         t0 = time.perf_counter()
         reporter = DiskReporter(storage / run_name)
         state = train_graph_matcher(data, cfg, encoder, gmn, reporter)
@@ -141,7 +145,7 @@ def fit_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphE
               "gmn": gmn.model_dump(), "threads": cpus}
     fail_at = fail_at_epoch if fail_at_epoch is not None else os.environ.get(FAULT_ENV)
     if fail_at is not None:
-        config["fault"] = {"epoch": int(fail_at), "marker": str(storage / f"{run_name}.fault-injected")}
+        config["fault"] = {"epoch": int(fail_at), "marker": str(Path(str(storage)) / f"{run_name}.fault-injected")}
     use_gpu = _use_gpu(cfg)
     trainer = TorchTrainer(
         _train_fn, train_loop_config=config,
@@ -153,10 +157,10 @@ def fit_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphE
     t0 = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - t0
-    if result.checkpoint is None:
-        raise RuntimeError(f"Ray Train run {run_name} under {storage} ended without a checkpoint: {result.error}")
+    if result.error is not None or result.checkpoint is None:
+        raise RuntimeError(f"Ray Train run {run_name} under {storage} failed: {result.error or 'no checkpoint'}")
     with result.checkpoint.as_directory() as d:
         state = load_state_dir(d)
     log.info("graph training %s: %d epochs, best val mR %.2f at epoch %s (%.1f s)", run_name, state["epoch"],
              state["best_mr"], state.get("best_epoch"), seconds)
-    return FitResult(state, seconds, storage / run_name)
+    return FitResult(state, seconds, Path(str(storage)) / run_name)
