@@ -132,6 +132,7 @@ class GraphScoring:
 
             self.checkpoint = load_matcher_file(self.gm.gmn_checkpoint)
         self._untrained: dict[bool, Any] = {}
+        self._from_checkpoint: dict[str, Any] = {}  # head -> GraphMatcher of gmn_checkpoint (None: no such head)
         self._hungarian: dict[str, np.ndarray] = {}
         self.notes: list[str] = []
         if "gmn" in self.gm.similarities and not (self.gm.train.enabled or self.checkpoint or self.gm.untrained_gmn):
@@ -143,10 +144,13 @@ class GraphScoring:
         if self.checkpoint is not None and self.checkpoint["embeddings"] == embeddings:
             from rsretrieval.training.graph_model import matcher_from_state
 
-            try:
-                return matcher_from_state(self.checkpoint, backbone or "g2g")
-            except KeyError:
-                return None
+            head = backbone or "g2g"
+            if head not in self._from_checkpoint:  # built once per head, not per cell
+                try:
+                    self._from_checkpoint[head] = matcher_from_state(self.checkpoint, head)
+                except KeyError:
+                    self._from_checkpoint[head] = None
+            return self._from_checkpoint[head]
         if self.models is None:
             return None
         return self.models.vg2vg.get((source, embeddings, backbone)) if backbone else self.models.g2g.get((source, embeddings))
