@@ -120,6 +120,25 @@ def test_rerun_reuses_embeddings(quick_run, session_cache: Path, tmp_path: Path)
     first = pd.read_csv(quick_run[1].results_csv)
     second = pd.read_csv(again.results_csv)
     pd.testing.assert_series_equal(first["mR"], second["mR"])
+    # cost tables: cached stages report the seconds recorded when they were computed, not the load time
+    cost1 = pd.read_csv(quick_run[1].run_dir / "cost.csv").set_index(["variant", "mode", "crops", "stage"])
+    cost2 = pd.read_csv(again.run_dir / "cost.csv").set_index(["variant", "mode", "crops", "stage"])
+    prep = cost2[cost2["side"] == "data preparation"]
+    assert prep["cached"].all() and (prep["seconds"] > 0).all()
+    pd.testing.assert_series_equal(prep["seconds"], cost1.loc[prep.index, "seconds"], rtol=1e-9)
+
+
+def test_cost_tables(quick_run) -> None:
+    cfg, res = quick_run
+    steps = pd.read_csv(res.run_dir / "cost.csv")
+    summary = pd.read_csv(res.run_dir / "cost_summary.csv")
+    assert len(summary) == 12 and steps["seconds"].notna().all() and (steps["detail"] != "not measured").all()
+    v2v = steps[(steps["mode"] == "v2v") & (steps["variant"] == "fine_grained")]
+    assert list(v2v["step"]) == ["embed images", "embed query captions", "cosine similarity", "rank"]
+    s2s = summary[(summary["mode"] == "s2s") & (summary["crops"] == "uniform")].iloc[0]
+    assert s2s["prep_seconds"] > summary[summary["mode"] == "v2v"].iloc[0]["prep_seconds"]  # crops on top
+    assert s2s["ms_per_query"] == pytest.approx(1000 * s2s["inference_seconds"] / s2s["n_queries"])
+    assert "Table 13" in (res.run_dir / "cost.md").read_text()
 
 
 def test_crop_config_change_recomputes_only_its_scenes(quick_run, session_cache: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 
 KEY_COLUMNS = ["dataset", "variant", "backbone", "mode", "crops", "graphs", "similarity", "training"]
 METRIC_COLUMNS = ["R@1", "R@5", "R@10", "mR", "I2T_R@1", "I2T_R@5", "I2T_R@10", "mR6"]
-INFO_COLUMNS = ["n_queries", "n_images", "embed_seconds", "score_seconds", "notes"]
+INFO_COLUMNS = ["n_queries", "n_images", "embed_seconds", "score_seconds", "rank_seconds", "notes"]
 
 
 def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -23,7 +23,9 @@ from rsretrieval.evaluation.tables import results_frame, write_results
 from rsretrieval.evaluation.thesis_tables import summary_metrics, write_thesis_tables
 from rsretrieval.matching.cosine import CosineScorer
 from rsretrieval.pipelines.benchmark_generation import add_generated_captions, run_requested_tasks, write_generation_accounting
+from rsretrieval.evaluation.cost import StageLedger
 from rsretrieval.pipelines.cells import record_cell
+from rsretrieval.pipelines.costs import add_generation, record_embedding, timed_cached_stage, write_cost_tables
 from rsretrieval.pipelines.embed import embed_table, read_embeddings
 from rsretrieval.pipelines.tracking import Tracker, mlflow_run
 
@@ -91,24 +93,30 @@ class DatasetScenes:
     notes: list[str] = field(default_factory=list)
 
 
-def prepare_scenes(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetScenes:
+def prepare_scenes(cfg: BenchmarkConfig, ds: RSDataset, ledger: StageLedger) -> DatasetScenes:
     """Compute (or load cached) image scenes per crop method and text scenes, as the modes need."""
-    from rsretrieval.pipelines.scenes import image_scenes, text_scenes
+    from rsretrieval.pipelines.scenes import image_scenes, image_scenes_path, text_scenes, text_scenes_path
     from rsretrieval.scenes.segmenters import region_method
 
     image, names = {}, {}
     if any(m in SCENE_IMAGE_MODES for m in cfg.modes):
         for method in cfg.image_scenes.methods:
-            image[method] = image_scenes(ds.images, method, cfg.image_scenes, cfg.cache_dir)
             names[method] = "uniform" if method == "uniform" else region_method(cfg.image_scenes.regions)
+            image[method] = timed_cached_stage(
+                ledger, ds.name, f"crop:{names[method]}", ds.images.num_rows,
+                lambda: image_scenes_path(ds.images, method, cfg.image_scenes, cfg.cache_dir),
+                lambda: image_scenes(ds.images, method, cfg.image_scenes, cfg.cache_dir))
     out = DatasetScenes(image, None, names)
     if any(m in SCENE_TEXT_MODES for m in cfg.modes):
         if cfg.text_scenes.generator == "gemini":
             from rsretrieval.pipelines.benchmark_generation import generated_text_scenes
 
             out.text, out.generation, out.notes = generated_text_scenes(cfg, ds)
+            add_generation(ledger, out.generation)
         else:
-            out.text = text_scenes(ds.captions, cfg.text_scenes, cfg.cache_dir)
+            out.text = timed_cached_stage(ledger, ds.name, "gen:text_scenes", ds.captions.num_rows,
+                                          lambda: text_scenes_path(ds.captions, cfg.text_scenes, cfg.cache_dir),
+                                          lambda: text_scenes(ds.captions, cfg.text_scenes, cfg.cache_dir))
     return out
 
 
@@ -136,7 +144,7 @@ def _cells(cfg: BenchmarkConfig) -> list[tuple[str, str | None]]:
 
 
 def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bcfg: BackboneConfig,
-                  tracker: Tracker, per_query_dir: Path, synthetic: bool) -> tuple[
+                  tracker: Tracker, per_query_dir: Path, synthetic: bool, ledger: StageLedger) -> tuple[
                       list[dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Embed one dataset split with one backbone and evaluate every variant, mode and crop method.
     Also returns variant -> (caption vectors, image vectors), L2-normalised, for VG2VG."""
@@ -145,18 +153,31 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
 
     checkpoint = resolve_checkpoint(bcfg, cfg)
     t0 = time.perf_counter()
-    img_dir, img_cached = embed_table("images", ds.images, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
-    cap_dir, cap_cached = embed_table("captions", ds.captions, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
+
+    def embed(stage: str, items: int, call: Any) -> tuple[Path, bool]:
+        t = time.perf_counter()
+        path, cached = call()
+        record_embedding(ledger, ds.name, stage, bcfg.name, items, path, cached, time.perf_counter() - t)
+        return path, cached
+
+    n_caps = ds.captions.num_rows
+    img_dir, img_cached = embed("embed:images", ds.images.num_rows, lambda: embed_table(
+        "images", ds.images, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
+    cap_dir, cap_cached = embed("embed:captions", n_caps, lambda: embed_table(
+        "captions", ds.captions, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
     image_ids = ds.images["image_id"].to_pylist()
     img_vec = read_embeddings(img_dir, image_ids)
     img_sets: dict[str, PackedVectors] = {}
     for method, table in scenes.image.items():
-        path, cached = embed_image_scenes(ds.images, table, method, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
+        path, cached = embed(f"embed:crops:{scenes.crop_names[method]}", ds.images.num_rows, lambda: embed_image_scenes(
+            ds.images, table, method, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
         img_sets[method] = read_packed(path, image_ids, table, "image_id")
         img_cached &= cached
     txt_dir = None
     if scenes.text is not None:
-        txt_dir, cached = embed_text_scenes(scenes.text, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
+        # items = captions: the stage is charged to a cell per query, not per scene
+        txt_dir, cached = embed("embed:text_scenes", n_caps, lambda: embed_text_scenes(
+            scenes.text, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
         cap_cached &= cached
     embed_seconds = time.perf_counter() - t0
     device = _scoring_device(cfg.eval.device)
@@ -241,6 +262,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     scoring = None  # graph node embedder and similarity modules, built on first use
     graph_stats: list[dict[str, Any]] = []  # GCR and sizes per graph set (Table 19, Figure 20)
     training: list[dict[str, Any]] = []  # one row per trained graph model stage
+    ledger = StageLedger()  # seconds, tokens and cost of every stage (cost.md, Tables 13-14)
     with mlflow_run(cfg) as tracker:
         for dcfg in cfg.datasets:
             full = load_dataset(dcfg, cfg.cache_dir)
@@ -255,7 +277,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                 footnotes.append(SYNTHETIC_NOTE)
             ds, gen_rows, notes = add_generated_captions(cfg, ds)
             task_rows, task_notes = run_requested_tasks(cfg, ds)
-            scenes = prepare_scenes(cfg, ds)
+            scenes = prepare_scenes(cfg, ds, ledger)
             generation += gen_rows + task_rows + scenes.generation
             footnotes += notes + task_notes + scene_notes(cfg, scenes)
             synthetic = dcfg.format == "synthrs"
@@ -265,6 +287,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
 
                 graphs = prepare_graphs(cfg, ds)
                 generation += graphs.generation
+                add_generation(ledger, graphs.generation, graphs.generated_label)
+                if "oracle" in graphs.images:
+                    ledger.add(ds.name, "gen:image_graph:oracle", 0.0, ds.images.num_rows, detail="ground truth (given)")
                 footnotes += graphs.notes
                 graph_stats += graphs.stats
                 scoring = scoring or GraphScoring(cfg)
@@ -277,11 +302,11 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                     footnotes += scoring.models.notes
                     generation += scoring.models.generation
                 if "g2g" in cfg.modes:
-                    rows += graph_cells(cfg, ds, graphs, scoring, None, None, tracker, per_query_dir, synthetic)
+                    rows += graph_cells(cfg, ds, graphs, scoring, None, None, tracker, per_query_dir, synthetic, ledger)
             for bcfg in cfg.backbones:
                 if bcfg.name == "rs-tiny":
                     footnotes.append(RS_TINY_NOTE)
-                backbone_rows, vectors = _run_backbone(cfg, ds, scenes, bcfg, tracker, per_query_dir, synthetic)
+                backbone_rows, vectors = _run_backbone(cfg, ds, scenes, bcfg, tracker, per_query_dir, synthetic, ledger)
                 rows += backbone_rows
                 if graphs is not None and "vg2vg" in cfg.modes:
                     if scoring.models is not None and scoring.models.g2g:
@@ -290,7 +315,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                         split_vecs = {s: split_vectors(cfg, bcfg, d) for s, d in
                                       (("train", scoring.models.train_ds), ("val", scoring.models.val_ds))}
                         train_vg2vg_heads(cfg, scoring.models, bcfg.name, split_vecs, scoring.embedder, tracker)
-                    rows += graph_cells(cfg, ds, graphs, scoring, bcfg.name, vectors, tracker, per_query_dir, synthetic)
+                    rows += graph_cells(cfg, ds, graphs, scoring, bcfg.name, vectors, tracker, per_query_dir, synthetic,
+                                        ledger)
             if scoring is not None and scoring.models is not None:
                 from rsretrieval.pipelines.graph_training import write_model_files
 
@@ -307,8 +333,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                 f"{r['dataset']} {r['graphs']} {r['gcr']:.2f}%" for r in graph_stats) + " (graph_stats.csv)")
         if training:
             footnotes.append(write_training_summary(training, run_dir, tracker))
-        footnotes = list(dict.fromkeys(footnotes))
         df = results_frame(rows)
+        footnotes.append(write_cost_tables(df, ledger, run_dir, tracker))
+        footnotes = [f for f in dict.fromkeys(footnotes) if f]
         paths = write_results(df, run_dir, footnotes)
         seconds = time.perf_counter() - t_start
         (run_dir / "summary.json").write_text(json.dumps(

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -153,6 +154,22 @@ def embedding_key(kind: str, table: pa.Table, columns: tuple[str, ...], backbone
     return h.hexdigest()[:20]
 
 
+def recorded_seconds(path: Path) -> float | None:
+    """Compute seconds recorded when a cached stage output was made: an embeddings folder's
+    ``_SUCCESS`` or a file's ``<name>.seconds.json`` sidecar; None for caches older than the record."""
+    path = Path(path)
+    meta = path / "_SUCCESS" if path.is_dir() else path.with_name(path.name + ".seconds.json")
+    try:
+        return float(json.loads(meta.read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_seconds(path: Path, seconds: float) -> None:
+    """The sidecar :func:`recorded_seconds` reads for a cached file."""
+    Path(path).with_name(Path(path).name + ".seconds.json").write_text(json.dumps({"seconds": seconds}))
+
+
 def read_embeddings(path: Path, ids: list[str]) -> np.ndarray:
     """Vectors of ``ids`` in that order from an embeddings folder. Shape: (len(ids), D) float32."""
     table = pq.read_table(path)
@@ -197,6 +214,7 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
         log.info("embeddings %s: cached at %s", kind, final)
         return final, True
     tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    t0 = time.perf_counter()
     size = _pool_size(cfg)
     ds = dataset_from_table(table.select(list(stage.input_columns)), cfg.batch_size, size)
     ds = ds.map_batches(
@@ -211,7 +229,8 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
         batch_format="numpy",
     )
     ds.write_parquet(str(tmp))
-    (tmp / "_SUCCESS").write_text(json.dumps({"rows": table.num_rows, "backbone": backbone_name}))
+    (tmp / "_SUCCESS").write_text(json.dumps({"rows": table.num_rows, "backbone": backbone_name,
+                                               "seconds": time.perf_counter() - t0}))
     if final.exists():  # a stale incomplete folder from an older layout
         shutil.rmtree(final)
     os.replace(tmp, final)

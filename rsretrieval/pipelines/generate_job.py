@@ -125,14 +125,24 @@ def run_task(cfg: BenchmarkConfig, ds: RSDataset, task_name: str, inputs: pa.Tab
     two-step chain (step 1 counts are sent with the image, and accounted as their own row)."""
     if cfg.generation.backend == "offline":
         row, records = _offline(task_name, inputs, cfg, ds)
-        return [row], records
+        return [_with_stored_totals(row, records, cfg)], records
     rows = []
     if task_name == "image_graph":
         count_row, counts = _remote("object_counts", inputs, cfg)
-        rows.append(count_row)
+        rows.append(_with_stored_totals(count_row, counts, cfg))
         inputs = _with_counts(inputs, counts)
     row, records = _remote(task_name, inputs, cfg)
-    return rows + [row], records
+    return rows + [_with_stored_totals(row, records, cfg)], records
+
+
+def _with_stored_totals(row: dict[str, Any], records: dict[str, GenerationRecord], cfg: BenchmarkConfig) -> dict[str, Any]:
+    """The accounting row plus what the whole stored set of answers cost, paid in this run or earlier
+    (cost tables report the corpus, not only this run's new requests)."""
+    gen = cfg.generation
+    tin, tout = sum(r.tokens_in for r in records.values()), sum(r.tokens_out for r in records.values())
+    return {**row, "stored_calls": sum(r.calls for r in records.values()), "stored_tokens_in": tin,
+            "stored_tokens_out": tout, "stored_cost_usd": gen.cost_usd(tin, tout, batch=gen.mode == "batch"),
+            "api_seconds": sum(r.latency_s for r in records.values())}
 
 
 def outputs_table(records: dict[str, GenerationRecord]) -> pa.Table:

@@ -51,6 +51,7 @@ class DatasetGraphs:
     generation: list[dict[str, Any]] = field(default_factory=list)  # accounting rows
     notes: list[str] = field(default_factory=list)
     stats: list[dict[str, Any]] = field(default_factory=list)  # GCR (A.2.3) and sizes per graph set
+    generated_label: str = ""  # source label of the generated image graphs ('simulated-vlm' or the model)
 
 
 def graph_set_stats(dataset: str, name: str, graphs: list[Any]) -> dict[str, Any]:
@@ -93,6 +94,7 @@ def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:
             out.generation += [{"dataset": ds.name, **r} for r in rows]
             ok = _ok(records)
             label = "simulated-vlm" if cfg.generation.backend == "offline" else cfg.generation.model
+            out.generated_label = label
             out.images[label] = {iid: image_graph_elements(ImageSceneGraph.model_validate_json(ok[iid])) if iid in ok else empty
                                  for iid in ds.images["image_id"].to_pylist()}
             out.notes.append(f"{ds.name}: image graphs '{label}' for {len(ok)}/{ds.images.num_rows} images"
@@ -133,7 +135,7 @@ class GraphScoring:
             self.checkpoint = load_matcher_file(self.gm.gmn_checkpoint)
         self._untrained: dict[bool, Any] = {}
         self._from_checkpoint: dict[str, Any] = {}  # head -> GraphMatcher of gmn_checkpoint (None: no such head)
-        self._hungarian: dict[str, np.ndarray] = {}
+        self._hungarian: dict[str, tuple[np.ndarray, float]] = {}  # memo -> (matrix, seconds to compute)
         self.notes: list[str] = []
         if "gmn" in self.gm.similarities and not (self.gm.train.enabled or self.checkpoint or self.gm.untrained_gmn):
             self.notes.append("GMN cells skipped: training disabled and no graph_matching.gmn_checkpoint; an untrained "
@@ -191,33 +193,37 @@ class GraphScoring:
             return self.matcher(source, embeddings).encode(batch)
 
     def score(self, similarity: str, mode: str, q: Any, d: Any, cosine: np.ndarray | None, gmn: Any = None,
-              memo: str = "") -> np.ndarray:
-        """(Q, D) scores of one cell; ``memo`` names the (graph sets) so G2G and VG2VG share one
-        Hungarian matrix."""
+              memo: str = "") -> tuple[np.ndarray, float]:
+        """(Q, D) scores of one cell and the seconds they cost; ``memo`` names the graph sets so G2G and
+        VG2VG share one Hungarian matrix (a shared matrix still reports the seconds it took to compute)."""
+        t0 = time.perf_counter()
         if similarity == "hungarian":
             from rsretrieval.matching.hungarian import HungarianScorer
 
             if not memo or memo not in self._hungarian:  # (Q, D) float32 each: small at paper sizes
-                self._hungarian[memo] = HungarianScorer(self.gm.hungarian).score(q, d)
-            graph = self._hungarian[memo]
+                t1 = time.perf_counter()
+                self._hungarian[memo] = (HungarianScorer(self.gm.hungarian).score(q, d), time.perf_counter() - t1)
+            graph, seconds = self._hungarian[memo]
             if mode == "g2g":
-                return graph
+                return graph, seconds
             w = self.gm.vg2vg_weight
-            return (1 - w) * cosine + w * graph
+            t2 = time.perf_counter()
+            return (1 - w) * cosine + w * graph, seconds + time.perf_counter() - t2
         sim_vec = torch.as_tensor(cosine, dtype=torch.float32) if mode == "vg2vg" else None
         with torch.no_grad():
-            return gmn.score_matrix(q, d, sim_vec, self.gm.gmn.chunk_size).cpu().numpy()
+            out = gmn.score_matrix(q, d, sim_vec, self.gm.gmn.chunk_size).cpu().numpy()
+        return out, time.perf_counter() - t0
 
 
 def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scoring: GraphScoring,
                 backbone: str | None, vectors: dict[str, tuple[np.ndarray, np.ndarray]] | None,
-                tracker: Tracker, per_query_dir: Path, synthetic: bool) -> list[dict[str, Any]]:
+                tracker: Tracker, per_query_dir: Path, synthetic: bool, ledger: Any = None) -> list[dict[str, Any]]:
     """G2G cells (``backbone`` None) or VG2VG cells of one backbone (``vectors``: variant ->
     (caption vectors, image vectors), L2-normalised)."""
     mode = "g2g" if backbone is None else "vg2vg"
     image_ids = ds.images["image_id"].to_pylist()
     rows = []
-    queries: dict[tuple[str, str, str], Any] = {}  # query node sets; vanilla ones shared by every source
+    queries: dict[tuple[str, str, str], tuple[Any, float]] = {}  # (query node sets, seconds); vanilla ones shared
     for source, by_image in graphs.images.items():
         for embeddings in cfg.graph_matching.embeddings:
             cells = scoring.variants(source, embeddings, backbone)
@@ -226,6 +232,9 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
             t0 = time.perf_counter()
             d = scoring.nodes([by_image[i] for i in image_ids], source, embeddings)
             embed_seconds = time.perf_counter() - t0
+            if ledger is not None:
+                ledger.add(ds.name, f"nodes:image:{source}:{embeddings}", embed_seconds, len(image_ids),
+                           detail="node texts embedded once and cached per text")
             for variant in cfg.variants:
                 caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
                 if caps.num_rows == 0:
@@ -233,18 +242,22 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
                 cap_ids = caps["caption_id"].to_pylist()
                 qkey = (variant, embeddings, "" if embeddings == "vanilla" else source)
                 if qkey not in queries:
-                    queries[qkey] = scoring.nodes([graphs.captions[c] for c in cap_ids], source, embeddings)
-                q = queries[qkey]
+                    t1 = time.perf_counter()
+                    queries[qkey] = (scoring.nodes([graphs.captions[c] for c in cap_ids], source, embeddings),
+                                     time.perf_counter() - t1)
+                q, q_seconds = queries[qkey]
+                if ledger is not None:
+                    ledger.add(ds.name, f"nodes:query:{variant}:{embeddings}:{source}", q_seconds, len(cap_ids),
+                               detail="node texts embedded once and cached per text")
                 gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
                 cosine = None
                 if vectors is not None:
                     cv, iv = vectors[variant]
                     cosine = cv @ iv.T
                 for similarity, training, gmn in cells:
-                    t1 = time.perf_counter()
                     memo = f"{ds.name}/{source}/{variant}/{embeddings}"
-                    m = torch.as_tensor(scoring.score(similarity, mode, q, d, cosine, gmn, memo))
-                    score_seconds = time.perf_counter() - t1
+                    scores, score_seconds = scoring.score(similarity, mode, q, d, cosine, gmn, memo)
+                    m = torch.as_tensor(scores)
                     cell = evaluate_cell(lambda s, e: m[s:e], gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
                                          cfg.eval.top_k_saved, (lambda s, e: m.T[s:e]) if cfg.eval.i2t else None)
                     keys = {"dataset": ds.name, "variant": variant, "backbone": backbone or scoring.embedder.name,

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 
 from rsretrieval.config import CropMethod, EmbedConfig, ImageScenesConfig, TextScenesConfig
 from rsretrieval.matching.late_interaction import PackedVectors
-from rsretrieval.pipelines.embed import _EmbedStage, dataset_from_table, _resolve_device, _vectors_table, embed_table, read_embeddings
+from rsretrieval.pipelines.embed import _EmbedStage, dataset_from_table, _resolve_device, _vectors_table, embed_table, read_embeddings, record_seconds
 from rsretrieval.scenes.image_scenes import IMAGE_SCENES_SCHEMA, crop_key, image_scene_boxes, scene_id, scenes_rows
 from rsretrieval.scenes.text_scenes import make_text_scene_generator, text_scenes_table
 
@@ -79,11 +80,11 @@ def image_scenes(images: pa.Table, method: CropMethod, cfg: ImageScenesConfig, c
     """The image_scenes table of ``images`` for one crop method (Ray Data, cached)."""
     import ray
 
-    path = Path(cache_dir) / "image_scenes" / (
-        f"{method}-{crop_key(method, cfg)}-{_table_key(images, ['image_id', 'uri'], {})}.parquet")
+    path = image_scenes_path(images, method, cfg, cache_dir)
     if path.exists():
         log.info("image scenes %s: cached at %s", method, path)
         return pq.read_table(path)
+    t0 = time.perf_counter()
     ds = dataset_from_table(images.select(["image_id", "uri"]), 8, cfg.concurrency).map_batches(
         SceneBoxStage,
         fn_constructor_kwargs={"method": method, "cfg_json": cfg.model_dump_json()},
@@ -98,6 +99,7 @@ def image_scenes(images: pa.Table, method: CropMethod, cfg: ImageScenesConfig, c
     idx = pc.sort_indices(pa.table({"r": rank, "s": table["scene_idx"]}), [("r", "ascending"), ("s", "ascending")])
     table = table.take(idx)
     _write_atomically(table, path)
+    record_seconds(path, time.perf_counter() - t0)
     return table
 
 
@@ -138,14 +140,28 @@ def scene_crop_table(images: pa.Table, scenes: pa.Table) -> pa.Table:
 def text_scenes(captions: pa.Table, cfg: TextScenesConfig, cache_dir: Path) -> pa.Table:
     """The text_scenes table of ``captions`` (caption_id, scene_idx, text, source), cached."""
     gen = make_text_scene_generator(cfg)
-    key = _table_key(captions, ["caption_id", "text"], {"cfg": cfg.model_dump(mode="json"), "gen": gen.name})
-    path = Path(cache_dir) / "text_scenes" / f"{gen.name.replace('/', '_')}-{key}.parquet"
+    path = text_scenes_path(captions, cfg, cache_dir)
     if path.exists():
         return pq.read_table(path)
+    t0 = time.perf_counter()
     ids, texts = captions["caption_id"].to_pylist(), captions["text"].to_pylist()
     table = text_scenes_table(ids, texts, gen.generate(texts), gen.name, cfg)
     _write_atomically(table, path)
+    record_seconds(path, time.perf_counter() - t0)
     return table
+
+
+def image_scenes_path(images: pa.Table, method: CropMethod, cfg: ImageScenesConfig, cache_dir: Path) -> Path:
+    """Where :func:`image_scenes` caches the table of ``images`` (for its recorded seconds)."""
+    return Path(cache_dir) / "image_scenes" / (
+        f"{method}-{crop_key(method, cfg)}-{_table_key(images, ['image_id', 'uri'], {})}.parquet")
+
+
+def text_scenes_path(captions: pa.Table, cfg: TextScenesConfig, cache_dir: Path) -> Path:
+    """Where :func:`text_scenes` caches the table of ``captions``."""
+    gen = make_text_scene_generator(cfg)
+    key = _table_key(captions, ["caption_id", "text"], {"cfg": cfg.model_dump(mode="json"), "gen": gen.name})
+    return Path(cache_dir) / "text_scenes" / f"{gen.name.replace('/', '_')}-{key}.parquet"
 
 
 def embed_image_scenes(images: pa.Table, scenes: pa.Table, method: CropMethod, backbone: str,
