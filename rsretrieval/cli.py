@@ -167,6 +167,17 @@ def query_cmd(args: argparse.Namespace) -> Any:
     return results
 
 
+def report_cmd(args: argparse.Namespace) -> Path:
+    from rsretrieval.analysis.report import build_report, load_run_config
+
+    rcfg = load_run_config(args.run).report
+    if args.queries is not None:
+        rcfg = rcfg.model_copy(update={"queries": args.queries})
+    out = build_report(args.run, rcfg, args.out)
+    print(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> Any:
     p = argparse.ArgumentParser(prog="rsretrieval", description="Fine-grained RS text-to-image retrieval")
     sub = p.add_subparsers(dest="command", required=True)
@@ -191,6 +202,11 @@ def main(argv: list[str] | None = None) -> Any:
     t.add_argument("runs", nargs="+", type=Path, help="run folders (or results.csv files); later ones win on equal cells")
     t.add_argument("--out", type=Path, default=Path("runs") / "merged", help="output folder (default runs/merged)")
     t.set_defaults(func=tables_cmd)
+    r = sub.add_parser("report", help="write the self-contained HTML report of a run (report.html)")
+    r.add_argument("run", type=Path, help="run folder (runs/<run_name>/)")
+    r.add_argument("--out", type=Path, default=None, help="output file (default <run>/report.html)")
+    r.add_argument("--queries", type=int, default=None, help="example queries per dataset x variant (default: the run's config)")
+    r.set_defaults(func=report_cmd)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

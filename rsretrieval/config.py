@@ -102,6 +102,16 @@ class EvalConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device of the scoring matmuls")
 
 
+class ReportConfig(_Strict):
+    """The self-contained HTML report of a run (report.html)."""
+
+    enabled: bool = Field(True, description="Write report.html at the end of the run (also: `rsretrieval report RUN_DIR`)")
+    queries: int = Field(3, ge=0, description="Example queries per dataset x caption variant, drawn at random (not picked)")
+    top_k: int = Field(5, ge=1, le=10, description="Retrieved images shown per example and method (<= eval.top_k_saved)")
+    thumbnail_px: int = Field(88, ge=32, le=256, description="Longest side of the embedded JPEG thumbnails")
+    seed: int = Field(0, description="Seed of the example-query draw")
+
+
 class UniformCropConfig(_Strict):
     """Uniform cropping with overlap (UC, thesis sec. 4.2.2)."""
 
@@ -379,6 +389,7 @@ class BenchmarkConfig(_Strict):
         "(outputs in generated/<dataset>/<task>.parquet, cost in generation.csv)")
     embed: EmbedConfig = Field(default_factory=EmbedConfig, description="Embedding stage")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Scoring and metrics")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="HTML report of the run")
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig, description="Experiment tracking")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster")
 

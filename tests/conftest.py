@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,24 @@ def ray_local(_ray_session_shutdown):
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False)
     return ray
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt install chromium): "
+                                    "HTML rendering check skipped")
+
+
+def screenshot(html_file: Path, png: Path, width: int = 1280, height: int = 2400) -> "Image.Image":
+    """Render an HTML file in headless Chromium; return the screenshot as a greyscale image."""
+    from PIL import Image
+
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--window-size={width},{height}", f"--screenshot={png}", Path(html_file).resolve().as_uri()],
+                   check=True, timeout=120, capture_output=True)
+    return Image.open(png).convert("L")
+
+
+def looks_rendered(im: "Image.Image") -> bool:
+    """A blank or failed page is (nearly) one colour; a rendered page has text, tables and pictures."""
+    lo, hi = im.getextrema()
+    return hi - lo > 100 and len(set(im.resize((64, 120)).getdata())) > 50

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from tests.conftest import looks_rendered, needs_chromium, screenshot
 from rsretrieval.analysis.human_eval import build_questions, score_answers, write_form
 from rsretrieval.data.schema import RSDataset
 
@@ -61,3 +62,10 @@ def test_scoring_matches_a_hand_count(ds: RSDataset, tmp_path: Path) -> None:
     assert t.loc["original", "Mean Unique Choices"] == 2 and t.loc["original", "answers"] == 6
     with pytest.raises(ValueError, match="not in"):
         score_answers(pd.DataFrame([{"participant": "x", "question_id": "nope-1", "choice": 1}]), key)
+
+
+@needs_chromium
+def test_forms_render_in_headless_chromium(ds: RSDataset, tmp_path: Path) -> None:
+    paths = write_form(ds, build_questions(ds, n_questions=2, seed=1), tmp_path / "form")
+    for form in [p for p in paths if p.suffix == ".html"]:
+        assert looks_rendered(screenshot(form, tmp_path / f"{form.stem}.png", height=1600))

@@ -12,9 +12,7 @@ inlined as JPEG thumbnails; a button downloads the answers as CSV) and ``answer_
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -23,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.compute as pc
 
+from rsretrieval.analysis.html import thumbnail_uri
 from rsretrieval.data.schema import RSDataset
 
 
@@ -66,17 +65,6 @@ def build_questions(ds: RSDataset, n_questions: int = 7, n_choices: int = 9, see
     return out
 
 
-def _thumbnail(uri: str, size: int) -> str:
-    from PIL import Image
-
-    with Image.open(uri) as im:
-        im = im.convert("RGB")
-        im.thumbnail((size, size))
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def write_form(ds: RSDataset, questions: list[Question], out_dir: Path, thumb: int = 160) -> list[Path]:
     """One HTML form per variant (form_<variant>.html) and answer_key.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +75,7 @@ def write_form(ds: RSDataset, questions: list[Question], out_dir: Path, thumb: i
         blocks = []
         for q in qs:
             cells = "".join(
-                f'<label class="c"><input type="radio" name="{q.qid}" value="{n}"><img src="{_thumbnail(uris[i], thumb)}" '
+                f'<label class="c"><input type="radio" name="{q.qid}" value="{n}"><img src="{thumbnail_uri(uris[i], thumb, quality=85)}" '
                 f'alt="image {n}"><span>{n}</span></label>' for n, i in enumerate(q.image_ids, 1))
             blocks.append(f'<section><h2>{html.escape(q.qid)}</h2><p class="cap">{html.escape(q.text)}</p>'
                           f'<div class="grid">{cells}</div></section>')

@@ -345,5 +345,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
             tracker.log_artifact(path)
         tracker.log_metrics(summary_metrics(df))
         tracker.log_artifact(per_query_dir, "per_query")
+        if cfg.report.enabled:
+            from rsretrieval.analysis.report import build_report
+
+            tracker.log_artifact(build_report(run_dir, cfg.report))
         run_id = tracker.run_id
     return BenchmarkResult(run_dir, paths["csv"], paths["md"], rows, run_id, seconds)
