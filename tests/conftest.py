@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium 
                                     "HTML rendering check skipped")
 
 
-def screenshot(html_file: Path, png: Path, width: int = 1280, height: int = 2400) -> "Image.Image":
+def screenshot(html_file: Path, png: Path, width: int = 1280, height: int = 2400) -> Any:
     """Render an HTML file in headless Chromium; return the screenshot as a greyscale image."""
     from PIL import Image
 
@@ -59,7 +60,7 @@ def screenshot(html_file: Path, png: Path, width: int = 1280, height: int = 2400
     return Image.open(png).convert("L")
 
 
-def looks_rendered(im: "Image.Image") -> bool:
+def looks_rendered(im: Any) -> bool:
     """A blank or failed page is (nearly) one colour; a rendered page has text, tables and pictures."""
     lo, hi = im.getextrema()
     return hi - lo > 100 and len(set(im.resize((64, 120)).getdata())) > 50
