@@ -151,8 +151,8 @@ def query_cmd(args: argparse.Namespace) -> Any:
 
     cfg = load_config(args.config, list(args.overrides))
     methods = (args.crops,) if args.mode in ("v2s", "s2s") else ()
-    index = build_index(cfg, args.dataset, args.backbone, methods)
-    scores = query_scores(index, cfg, args.texts, args.mode, args.crops)
+    index = build_index(cfg, args.dataset, args.backbone, methods, graphs=args.mode in ("g2g", "vg2vg"))
+    scores = query_scores(index, cfg, args.texts, args.mode, args.crops, args.graphs, args.similarity)
     results = ranked(index, scores, args.top_k)
     print(f"{index.dataset} ({len(index.image_ids)} images), backbone {index.backbone}, mode {args.mode}")
     for n, (text, hits) in enumerate(zip(args.texts, results), 1):
@@ -194,8 +194,12 @@ def main(argv: list[str] | None = None) -> Any:
     q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     q.add_argument("--dataset", default=None, help="dataset name in the config (default: the first)")
     q.add_argument("--backbone", default=None, help="backbone name in the config (default: the first)")
-    q.add_argument("--mode", choices=["v2v", "v2s", "s2v", "s2s"], default="v2v")
+    q.add_argument("--mode", choices=["v2v", "v2s", "s2v", "s2s", "g2g", "vg2vg"], default="v2v")
     q.add_argument("--crops", choices=["uniform", "regions"], default="uniform", help="image scenes for v2s/s2s")
+    q.add_argument("--graphs", default=None, help="image graphs for g2g/vg2vg: generated or oracle (default: the first "
+                   "configured source the dataset has)")
+    q.add_argument("--similarity", choices=["hungarian", "gmn"], default="hungarian",
+                   help="graph similarity for g2g/vg2vg (gmn needs graph_matching.gmn_checkpoint)")
     q.add_argument("--top-k", type=int, default=5)
     q.set_defaults(func=query_cmd)
     t = sub.add_parser("tables", help="merge runs' results.csv and write the thesis-layout tables")
@@ -210,6 +214,13 @@ def main(argv: list[str] | None = None) -> Any:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)
+
+
+def console() -> int:
+    """The ``rsretrieval`` console script: exit status 0 (``main`` returns results for tests and scripts;
+    a console script's return value would be printed to stderr as the exit message)."""
+    main(sys.argv[1:])
+    return 0
 
 
 if __name__ == "__main__":

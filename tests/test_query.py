@@ -50,8 +50,40 @@ def test_scene_modes_and_errors(indexed) -> None:
         assert s.shape == (2, len(index.image_ids)) and np.isfinite(s).all()
     with pytest.raises(ValueError, match="no 'regions' image scenes"):
         query_scores(index, cfg, [text], "v2s", crops="regions")
-    with pytest.raises(ValueError, match="supports"):
+    with pytest.raises(ValueError, match="no image graphs in the index"):
         query_scores(index, cfg, [text], "g2g")
+    with pytest.raises(ValueError, match="supports"):
+        query_scores(index, cfg, [text], "x2x")
     out = format_matrix(np.array([[0.891, 0.2], [0.1, 0.94]]), ["Query 1", "Query 2"], ["Img1", "Img2"])
     assert out.splitlines()[0] == "Similarity Score Matrix (Text-Image):"
     assert out.splitlines()[2].split() == ["Query", "1:", "0.89", "0.20"]
+
+
+def test_graph_modes_score_like_the_benchmark(indexed) -> None:
+    """G2G Hungarian of a caption's text equals the benchmark's row for that caption (same parser, same
+    image graphs, same node embedder); VG2VG is the configured mix with the V2V cosine."""
+    from rsretrieval.matching.hungarian import HungarianScorer
+    from rsretrieval.pipelines.graph_modes import GraphScoring, prepare_graphs
+    from rsretrieval.pipelines.query import build_index, query_scores
+
+    cfg, _ = indexed
+    index = build_index(cfg, graphs=True)
+    assert set(index.graphs) == {"simulated-vlm", "oracle"}
+    caps = index.ds.captions.filter(pc.equal(index.ds.captions["variant"], "fine_grained")).slice(0, 4)
+    texts = caps["text"].to_pylist()
+    got = query_scores(index, cfg, texts, "g2g", graphs="oracle")
+    graphs, scoring = prepare_graphs(cfg, index.ds), GraphScoring(cfg)
+    q = scoring.nodes([graphs.captions[c] for c in caps["caption_id"].to_pylist()], "oracle", "vanilla")
+    d = scoring.nodes([graphs.images["oracle"][i] for i in index.image_ids], "oracle", "vanilla")
+    np.testing.assert_allclose(got, HungarianScorer(cfg.graph_matching.hungarian).score(q, d), atol=1e-5)
+    gold = [index.image_ids.index(i) for i in caps["image_id"].to_pylist()]
+    assert (got.argmax(axis=1) == gold).mean() >= 0.5  # oracle graphs find fine-grained images
+    w = cfg.graph_matching.vg2vg_weight
+    mixed = query_scores(index, cfg, texts, "vg2vg", graphs="oracle")
+    np.testing.assert_allclose(mixed, (1 - w) * query_scores(index, cfg, texts, "v2v") + w * got, atol=1e-5)
+    generated = query_scores(index, cfg, texts[:1], "g2g", graphs="generated")  # the simulated VLM's graphs
+    assert generated.shape == (1, len(index.image_ids))
+    with pytest.raises(ValueError, match="needs graph_matching.gmn_checkpoint"):
+        query_scores(index, cfg, texts[:1], "g2g", graphs="oracle", similarity="gmn")
+    with pytest.raises(ValueError, match="no 'nope' image graphs"):
+        query_scores(index, cfg, texts[:1], "g2g", graphs="nope")

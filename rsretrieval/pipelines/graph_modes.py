@@ -71,9 +71,9 @@ def _ok(records: dict[str, Any]) -> dict[str, str]:
 
 def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:
     """Generate (or load from the store / offline stand-ins) every graph the graph modes need."""
-    from rsretrieval.graphs.elements import GraphElements, image_graph_elements, text_graph_elements
+    from rsretrieval.graphs.elements import GraphElements, text_graph_elements
 
-    gm, out = cfg.graph_matching, DatasetGraphs({}, {})
+    out = DatasetGraphs({}, {})
     inputs = pa.table({"input_id": ds.captions["caption_id"], "text": ds.captions["text"]})
     rows, records = run_task(cfg, ds, "text_graph", inputs)
     save_outputs(cfg, ds.name, "text_graph", records)
@@ -84,13 +84,29 @@ def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:
                     for cid in ds.captions["caption_id"].to_pylist()}
     gens = sorted({r.generator for r in records.values()})
     out.notes.append(f"{ds.name}: query graphs by {', '.join(gens)}; {len(ok)}/{len(out.captions)} captions parsed")
+    for variant in sorted(set(ds.captions["variant"].to_pylist())):
+        ids = pc.filter(ds.captions["caption_id"], pc.equal(ds.captions["variant"], variant)).to_pylist()
+        out.stats.append(graph_set_stats(ds.name, f"query:{variant}", [out.captions[c] for c in ids]))
+    add_image_graphs(cfg, ds, out)
+    for source, by_image in out.images.items():
+        out.stats.append(graph_set_stats(ds.name, f"image:{source}", list(by_image.values())))
+    return out
+
+
+def add_image_graphs(cfg: BenchmarkConfig, ds: RSDataset, out: DatasetGraphs, save: bool = True) -> None:
+    """The image graphs of every configured source (``generated``, ``oracle``) into ``out.images``
+    (``save``: also write them to the run folder's generated/)."""
+    from rsretrieval.graphs.elements import GraphElements, image_graph_elements
+
+    gm, empty = cfg.graph_matching, GraphElements([], [], [])
     if "generated" in gm.image_graphs:
         try:
             rows, records = run_task(cfg, ds, "image_graph", task_inputs(ds, "image_graph", "", None))
         except NoOfflineBackend as exc:
             out.notes.append(f"{ds.name}: no generated image graphs ({exc})")
         else:
-            save_outputs(cfg, ds.name, "image_graph", records)
+            if save:
+                save_outputs(cfg, ds.name, "image_graph", records)
             out.generation += [{"dataset": ds.name, **r} for r in rows]
             ok = _ok(records)
             label = "simulated-vlm" if cfg.generation.backend == "offline" else cfg.generation.model
@@ -99,17 +115,11 @@ def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:
                                  for iid in ds.images["image_id"].to_pylist()}
             out.notes.append(f"{ds.name}: image graphs '{label}' for {len(ok)}/{ds.images.num_rows} images"
                              + (" (simulated from the ground truth with VLM-like errors, not a model)" if label == "simulated-vlm" else ""))
-    for variant in sorted(set(ds.captions["variant"].to_pylist())):
-        ids = pc.filter(ds.captions["caption_id"], pc.equal(ds.captions["variant"], variant)).to_pylist()
-        out.stats.append(graph_set_stats(ds.name, f"query:{variant}", [out.captions[c] for c in ids]))
     truth = ground_truth_graphs(ds) if "oracle" in gm.image_graphs else {}
     if truth:
         out.images["oracle"] = {iid: image_graph_elements(truth[iid]) if iid in truth else empty
                                 for iid in ds.images["image_id"].to_pylist()}
         out.notes.append(f"{ds.name}: 'oracle' rows use the ground-truth image graphs (measures matching, not generation)")
-    for source, by_image in out.images.items():
-        out.stats.append(graph_set_stats(ds.name, f"image:{source}", list(by_image.values())))
-    return out
 
 
 class GraphScoring:

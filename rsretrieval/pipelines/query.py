@@ -7,10 +7,13 @@ same Ray stages and cached. Queries are embedded on the spot with the backbone's
 * ``v2v``: cosine of the query vector and every image vector;
 * ``s2v`` / ``s2s``: the query split into text scenes (the configured offline splitter; the full query
   kept as scene 0) and matched by Q-MAM late interaction against the image vector / image scenes;
-* ``v2s``: the query vector against every image's scene set.
+* ``v2s``: the query vector against every image's scene set;
+* ``g2g`` / ``vg2vg``: the query's text graph (A.1.3: the offline heuristic parser, or Gemini when
+  ``generation.backend=gemini``: stored, never paid twice) against the image graphs of one source
+  (``generated`` / ``oracle``), Hungarian on vanilla node embeddings, or the GMN of
+  ``graph_matching.gmn_checkpoint`` (a run's ``graph_models/*.pt``); VG2VG adds the global cosine.
 
 :func:`format_matrix` prints the query x image score matrix that research repos' ``infer.py`` shows.
-Graph modes need a query graph (parser / Gemini) and are not offered here yet.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 
 from rsretrieval.config import BenchmarkConfig
 
-QUERY_MODES = ("v2v", "v2s", "s2v", "s2s")
+QUERY_MODES = ("v2v", "v2s", "s2v", "s2s", "g2g", "vg2vg")
 
 
 @dataclass
@@ -37,11 +40,15 @@ class QueryIndex:
     image_vectors: np.ndarray  # (N, D), unit length
     loaded: Any  # LoadedBackbone
     image_scenes: dict[str, Any] = field(default_factory=dict)  # crop method -> PackedVectors
+    ds: Any = None  # the RSDataset split (ground-truth graphs, generation inputs)
+    graphs: dict[str, Any] = field(default_factory=dict)  # image-graph source -> image_id -> GraphElements
+    graph_scoring: Any = None  # GraphScoring (node embedder, checkpoint models), built for graph modes
 
 
 def build_index(cfg: BenchmarkConfig, dataset: str | None = None, backbone: str | None = None,
-                scene_methods: tuple[str, ...] = ()) -> QueryIndex:
-    """Load (or compute once and cache) the image side of ``dataset`` x ``backbone`` (default: the first)."""
+                scene_methods: tuple[str, ...] = (), graphs: bool = False) -> QueryIndex:
+    """Load (or compute once and cache) the image side of ``dataset`` x ``backbone`` (default: the first);
+    ``graphs``: also the image graphs of every configured source (for g2g / vg2vg)."""
     from rsretrieval.data.registry import evaluation_split, load_dataset
     from rsretrieval.encoders.loader import load_backbone
     from rsretrieval.encoders.registry import get_backbone_spec
@@ -64,7 +71,61 @@ def build_index(cfg: BenchmarkConfig, dataset: str | None = None, backbone: str 
         table = image_scenes(ds.images, method, cfg.image_scenes, cfg.cache_dir)
         path, _ = embed_image_scenes(ds.images, table, method, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
         index.image_scenes[method] = read_packed(path, ids, table, "image_id")
+    index.ds = ds
+    if graphs:
+        from rsretrieval.pipelines.graph_modes import DatasetGraphs, GraphScoring, add_image_graphs
+
+        found = DatasetGraphs({}, {})
+        add_image_graphs(cfg, ds, found, save=False)
+        index.graphs = found.images
+        index.graph_scoring = GraphScoring(cfg)
     return index
+
+
+def _graph_scores(index: QueryIndex, cfg: BenchmarkConfig, texts: list[str], mode: str, source: str | None,
+                  similarity: str) -> np.ndarray:
+    """G2G / VG2VG scores of the query texts against one image-graph source."""
+    import hashlib
+
+    import pyarrow as pa
+
+    from rsretrieval.generation.tasks import TextGraph
+    from rsretrieval.graphs.elements import GraphElements, text_graph_elements
+    from rsretrieval.pipelines.generate_job import run_task
+
+    if not index.graphs:
+        raise ValueError("no image graphs in the index: build it with graphs=True (and graph_matching.image_graphs "
+                         "naming a source this dataset has: 'oracle' needs ground-truth graphs, 'generated' a backend)")
+    source = source or next(iter(index.graphs))
+    if source == "generated":
+        source = next((s for s in index.graphs if s != "oracle"), source)
+    if source not in index.graphs:
+        raise ValueError(f"no '{source}' image graphs for {index.dataset} (have: {sorted(index.graphs)})")
+    ids = [f"query:{hashlib.sha256(t.encode()).hexdigest()[:16]}" for t in texts]
+    _, records = run_task(cfg, index.ds, "text_graph", pa.table({"input_id": ids, "text": texts}))
+    bad = [t for i, t in zip(ids, texts) if records[i].status != "ok"]
+    if bad:
+        raise ValueError(f"no query graph for {bad[0]!r}: {records[ids[texts.index(bad[0])]].error}")
+    scoring = index.graph_scoring
+    q_el = [text_graph_elements(TextGraph.model_validate_json(records[i].parsed)) for i in ids]
+    d_el = [index.graphs[source].get(i, GraphElements([], [], [])) for i in index.image_ids]
+    gmn = None
+    if similarity == "gmn":
+        model = scoring.matcher(source, scoring.checkpoint["embeddings"] if scoring.checkpoint else "vanilla",
+                                index.backbone if mode == "vg2vg" else None)
+        if model is None:
+            raise ValueError(f"{mode} with the GMN needs graph_matching.gmn_checkpoint: a run's graph_models/*.pt "
+                             f"with a {'VG2VG head for ' + index.backbone if mode == 'vg2vg' else 'G2G GMN'}")
+        gmn = model.gmn
+    embeddings = "trained" if gmn is not None and scoring.checkpoint["embeddings"] == "trained" else "vanilla"
+    q, d = scoring.nodes(q_el, source, embeddings), scoring.nodes(d_el, source, embeddings)
+    cosine = None
+    if mode == "vg2vg":
+        from rsretrieval.encoders.loader import encode_texts
+
+        cosine = encode_texts(index.loaded, texts) @ index.image_vectors.T
+    scores, _ = scoring.score(similarity, mode, q, d, cosine, gmn)
+    return np.asarray(scores, dtype=np.float32)
 
 
 def _pick(items: list[Any], name: str | None, what: str) -> Any:
@@ -77,8 +138,9 @@ def _pick(items: list[Any], name: str | None, what: str) -> Any:
 
 
 def query_scores(index: QueryIndex, cfg: BenchmarkConfig, texts: list[str], mode: str = "v2v",
-                 crops: str = "uniform") -> np.ndarray:
-    """(len(texts), n_images) scores of ``mode``."""
+                 crops: str = "uniform", graphs: str | None = None, similarity: str = "hungarian") -> np.ndarray:
+    """(len(texts), n_images) scores of ``mode`` (graph modes: image graphs ``graphs``, ``similarity``
+    hungarian or gmn)."""
     from rsretrieval.encoders.loader import encode_texts
     from rsretrieval.matching.late_interaction import LateInteractionScorer, PackedVectors
     from rsretrieval.scenes.text_scenes import make_text_scene_generator
@@ -87,6 +149,8 @@ def query_scores(index: QueryIndex, cfg: BenchmarkConfig, texts: list[str], mode
         raise ValueError(f"mode {mode!r}: the query tool supports {QUERY_MODES}")
     if mode == "v2v":
         return encode_texts(index.loaded, texts) @ index.image_vectors.T
+    if mode in ("g2g", "vg2vg"):
+        return _graph_scores(index, cfg, texts, mode, graphs, similarity)
     if mode in ("s2v", "s2s"):
         splitter = make_text_scene_generator(cfg.text_scenes)
         sets = [[t, *splitter.generate([t])[0]][: cfg.text_scenes.max_scenes + 1] for t in texts]
