@@ -100,6 +100,18 @@ class EvalConfig(_Strict):
     top_k_saved: int = Field(10, description="Top-k image ids saved per query in the per-query Parquet")
     i2t: bool = Field(True, description="Also compute image-to-text recall (for the literature's 6-value mR6)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device of the scoring matmuls")
+    shortlist_k: int | None = Field(None, ge=1, description="Two-stage retrieval: every mode except V2V reranks only "
+                                    "the V2V top-k images of each query (None = full query x image matrices). "
+                                    "Must be >= the largest K; results report shortlist_recall, the ceiling")
+    shortlist_backend: Literal["exact", "faiss"] = Field("exact", description="V2V shortlist: blocked exact top-k "
+                                                         "(bounded memory) or a FAISS flat index (extra [faiss])")
+
+    @model_validator(mode="after")
+    def _shortlist_covers_k(self) -> "EvalConfig":
+        if self.shortlist_k is not None and self.shortlist_k < max(self.ks):
+            raise ValueError(f"eval.shortlist_k={self.shortlist_k} < the largest K ({max(self.ks)}): R@{max(self.ks)} "
+                             "would count every query outside the shortlist as a miss it may not be")
+        return self
 
 
 class ReportConfig(_Strict):

@@ -184,6 +184,7 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
     agg = cfg.late_interaction.aggregation
     rows: list[dict[str, Any]] = []
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    shortlists: dict[str, Any] | None = {} if cfg.eval.shortlist_k else None  # variant -> V2V TopK
     for variant in cfg.variants:
         caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
         if caps.num_rows == 0:
@@ -192,6 +193,8 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
         cap_ids = caps["caption_id"].to_pylist()
         cap_vec = read_embeddings(cap_dir, cap_ids)
         vectors[variant] = (_unit(cap_vec), _unit(img_vec))
+        if shortlists is not None:
+            shortlists[variant] = v2v_shortlist(cfg, *vectors[variant])
         txt_set = read_packed(txt_dir, cap_ids, scenes.text, "caption_id") if txt_dir else None
         gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
         for mode, method in _cells(cfg):
@@ -204,16 +207,33 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
                 q = txt_set if mode in SCENE_TEXT_MODES else PackedVectors.singletons(cap_vec)
                 d = img_sets[method] if mode in SCENE_IMAGE_MODES else PackedVectors.singletons(img_vec)
                 make = lambda a, b: LateInteractionScorer(a, b, agg, device)  # noqa: E731
-            cell = evaluate_cell(make(q, d), gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
-                                 cfg.eval.top_k_saved, make(d, q) if cfg.eval.i2t else None)
+            if shortlists is not None and mode != "v2v":
+                from rsretrieval.search.rerank import LateInteractionPairs, evaluate_reranked
+
+                cell = evaluate_reranked(shortlists[variant], LateInteractionPairs(q, d, agg), gold, cfg.eval.ks,
+                                         cfg.eval.top_k_saved)
+            else:
+                cell = evaluate_cell(make(q, d), gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
+                                     cfg.eval.top_k_saved, make(d, q) if cfg.eval.i2t else None)
             keys = {"dataset": ds.name, "variant": variant, "backbone": bcfg.name, "mode": mode,
                     "crops": scenes.crop_names[method] if method else "-", "graphs": "-",
                     "similarity": "cosine" if mode == "v2v" else agg, "training": "none"}
             notes = (["synthetic data"] if synthetic else []) + (["embedded rs-tiny"] if bcfg.name == "rs-tiny" else [])
+            notes += [f"reranked V2V top-{cfg.eval.shortlist_k}"] if shortlists is not None and mode != "v2v" else []
             info = {"query_vectors": _mean_size(q), "image_vectors": _mean_size(d), "embed_seconds": embed_seconds,
                     "embeddings_cached": img_cached and cap_cached}
             rows.append(record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir))
     return rows, vectors
+
+
+def v2v_shortlist(cfg: BenchmarkConfig, cap_vec: np.ndarray, img_vec: np.ndarray) -> Any:
+    """The V2V top-``eval.shortlist_k`` images of every caption (unit vectors), exact, bounded memory."""
+    from rsretrieval.search.topk import exact_topk, faiss_topk
+
+    k = cfg.eval.shortlist_k
+    if cfg.eval.shortlist_backend == "faiss":
+        return faiss_topk(cap_vec, img_vec, k)
+    return exact_topk(cap_vec, img_vec, k, query_block=cfg.eval.chunk_size)
 
 
 def split_vectors(cfg: BenchmarkConfig, bcfg: BackboneConfig, ds: RSDataset) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
@@ -301,13 +321,17 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                     scoring.models = train_g2g_models(cfg, full, dcfg, list(graphs.images), scoring.embedder, tracker)
                     footnotes += scoring.models.notes
                     generation += scoring.models.generation
-                if "g2g" in cfg.modes:
+                if "g2g" in cfg.modes and not cfg.eval.shortlist_k:
                     rows += graph_cells(cfg, ds, graphs, scoring, None, None, tracker, per_query_dir, synthetic, ledger)
             for bcfg in cfg.backbones:
                 if bcfg.name == "rs-tiny":
                     footnotes.append(RS_TINY_NOTE)
                 backbone_rows, vectors = _run_backbone(cfg, ds, scenes, bcfg, tracker, per_query_dir, synthetic, ledger)
                 rows += backbone_rows
+                if graphs is not None and "g2g" in cfg.modes and cfg.eval.shortlist_k and bcfg is cfg.backbones[0]:
+                    # two-stage G2G reranks the first backbone's V2V shortlist (its rows' notes say which)
+                    rows += graph_cells(cfg, ds, graphs, scoring, None, vectors, tracker, per_query_dir, synthetic,
+                                        ledger, shortlist_backbone=bcfg.name)
                 if graphs is not None and "vg2vg" in cfg.modes:
                     if scoring.models is not None and scoring.models.g2g:
                         from rsretrieval.pipelines.graph_training import train_vg2vg_heads

@@ -227,9 +227,11 @@ class GraphScoring:
 
 def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scoring: GraphScoring,
                 backbone: str | None, vectors: dict[str, tuple[np.ndarray, np.ndarray]] | None,
-                tracker: Tracker, per_query_dir: Path, synthetic: bool, ledger: Any = None) -> list[dict[str, Any]]:
+                tracker: Tracker, per_query_dir: Path, synthetic: bool, ledger: Any = None,
+                shortlist_backbone: str | None = None) -> list[dict[str, Any]]:
     """G2G cells (``backbone`` None) or VG2VG cells of one backbone (``vectors``: variant ->
-    (caption vectors, image vectors), L2-normalised)."""
+    (caption vectors, image vectors), L2-normalised). With ``eval.shortlist_k`` every cell reranks the
+    V2V shortlist of ``vectors`` (for G2G those of ``shortlist_backbone``)."""
     mode = "g2g" if backbone is None else "vg2vg"
     image_ids = ds.images["image_id"].to_pylist()
     rows = []
@@ -260,11 +262,20 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
                     ledger.add(ds.name, f"nodes:query:{variant}:{embeddings}:{source}", q_seconds, len(cap_ids),
                                detail="node texts embedded once and cached per text")
                 gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
-                cosine = None
-                if vectors is not None:
+                cosine = shortlist = None
+                if cfg.eval.shortlist_k:
+                    from rsretrieval.pipelines.benchmark import v2v_shortlist
+
+                    shortlist = v2v_shortlist(cfg, *vectors[variant])
+                elif mode == "vg2vg":
                     cv, iv = vectors[variant]
                     cosine = cv @ iv.T
                 for similarity, training, gmn in cells:
+                    if shortlist is not None:
+                        rows.append(_reranked_cell(cfg, ds, scoring, mode, similarity, training, gmn, q, d, vectors[variant],
+                                                   shortlist, gold, cap_ids, image_ids, source, backbone or scoring.embedder.name,
+                                                   variant, synthetic, shortlist_backbone, tracker, per_query_dir))
+                        continue
                     memo = f"{ds.name}/{source}/{variant}/{embeddings}"
                     scores, score_seconds = scoring.score(similarity, mode, q, d, cosine, gmn, memo)
                     m = torch.as_tensor(scores)
@@ -278,3 +289,29 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
                             "embed_seconds": embed_seconds, "score_seconds": score_seconds}
                     rows.append(record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir))
     return rows
+
+
+def _reranked_cell(cfg: BenchmarkConfig, ds: RSDataset, scoring: GraphScoring, mode: str, similarity: str, training: str,
+                   gmn: Any, q: Any, d: Any, unit_vectors: tuple[np.ndarray, np.ndarray], shortlist: Any, gold: np.ndarray,
+                   cap_ids: list[str], image_ids: list[str], source: str, backbone: str, variant: str, synthetic: bool,
+                   shortlist_backbone: str | None, tracker: Tracker, per_query_dir: Path) -> dict[str, Any]:
+    """One graph cell of the two-stage path: the mode's pair scorer on each query's V2V shortlist."""
+    from rsretrieval.matching.hungarian import HungarianScorer
+    from rsretrieval.search.rerank import CosinePairs, GMNPairs, HungarianPairs, MixedPairs, evaluate_reranked
+
+    cosine = CosinePairs(*unit_vectors) if mode == "vg2vg" else None
+    if similarity == "hungarian":
+        scorer: Any = HungarianPairs(HungarianScorer(cfg.graph_matching.hungarian), q, d)
+        if cosine is not None:
+            scorer = MixedPairs(cosine, scorer, cfg.graph_matching.vg2vg_weight)
+    else:
+        scorer = GMNPairs(gmn, q, d, cosine)
+    t0 = time.perf_counter()
+    cell = evaluate_reranked(shortlist, scorer, gold, cfg.eval.ks, cfg.eval.top_k_saved)
+    keys = {"dataset": ds.name, "variant": variant, "backbone": backbone, "mode": mode, "crops": "-", "graphs": source,
+            "similarity": similarity, "training": training}
+    notes = (["synthetic data"] if synthetic else []) + (["simulated image graphs"] if source == "simulated-vlm" else [])
+    notes += [f"reranked V2V top-{cfg.eval.shortlist_k}" + (f" of {shortlist_backbone}" if shortlist_backbone else "")]
+    info = {"query_vectors": float(q.sizes.float().mean()), "image_vectors": float(d.sizes.float().mean()),
+            "score_seconds": cell.score_seconds, "rerank_seconds": time.perf_counter() - t0}
+    return record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir)

@@ -147,3 +147,21 @@ def rerank(shortlist: TopK, scorer: PairScorer, gold: np.ndarray, top_k: int = 1
         top_scores[a : a + n] = np.take_along_axis(s, order, 1)
         score_s, rank_s = score_s + t1 - t0, rank_s + time.perf_counter() - t1
     return RankResult(ranks, tops, top_scores, score_s, rank_s)
+
+
+def evaluate_reranked(shortlist: TopK, scorer: PairScorer, gold: np.ndarray, ks: list[int], top_k: int = 10) -> Any:
+    """A results cell from a rerank: T2I R@K (K <= k) and mR, plus ``shortlist_k`` and ``shortlist_recall``
+    (the % of queries whose gold image was shortlisted: the ceiling of every R@K). No I2T: the shortlist
+    is per caption query."""
+    from rsretrieval.evaluation.metrics import mean_recall, recall_at_k
+    from rsretrieval.evaluation.retrieval import CellResult
+    from rsretrieval.search.topk import shortlist_recall
+
+    k = shortlist.indices.shape[1]
+    if max(ks) > k:
+        raise ValueError(f"shortlist of {k} per query cannot give R@{max(ks)}: set eval.shortlist_k >= {max(ks)}")
+    ranks = rerank(shortlist, scorer, gold, top_k)
+    t2i = recall_at_k(ranks.ranks, ks)
+    mr = mean_recall(t2i) if {1, 5, 10} <= set(ks) else float("nan")
+    return CellResult(t2i, mr, None, None, ranks, ranks.score_seconds,
+                      {"shortlist_k": float(k), "shortlist_recall": shortlist_recall(shortlist, gold)})
