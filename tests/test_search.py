@@ -121,3 +121,29 @@ def test_rerank_ranks_the_gold_inside_its_shortlist() -> None:
         assert got.ranks[i] == 1 + int(((s >= g) & (cand != gold[i])).sum())
         assert list(got.topk_idx[i]) == list(cand[np.argsort(-s, kind="stable")[:5]])
     assert 0 < shortlist_recall(shortlist, gold) < 100
+
+
+def test_vector_store_round_trip_lookup_and_store_pairs(tmp_path) -> None:
+    from rsretrieval.search.store import StorePairs, StoreWriter, VectorStore
+
+    rng = np.random.default_rng(4)
+    docs = _sets(rng, 90, 8, 5)
+    ids = [f"img-{i}" for i in range(90)]
+    w = StoreWriter(tmp_path / "store", 8, "test")
+    for a, b in [(0, 40), (40, 41), (41, 90)]:  # uneven shards, one of a single item
+        w.add(ids[a:b], docs.vectors[docs.offsets[a] : docs.offsets[b]].numpy(), docs.sizes[a:b].numpy())
+    store = w.close()
+    assert len(VectorStore(tmp_path / "store")) == 90
+    np.testing.assert_array_equal(store.lookup(["img-77", "img-0", "img-40"]), [77, 0, 40])
+    with pytest.raises(KeyError, match="'nope' is not in the store"):
+        store.lookup(["img-1", "nope"])
+    pick = np.array([41, 3, 3, 89, 40, 0])
+    got = store.sets(pick)
+    for j, i in enumerate(pick):
+        np.testing.assert_array_equal(got.item(j).numpy(), docs.item(int(i)).numpy())
+    q = _sets(rng, 10, 8, 3)
+    qi, di = rng.integers(0, 10, 300), rng.integers(0, 90, 300)
+    pairs = StorePairs(store, lambda sub: LateInteractionPairs(q, sub), batch=50)
+    np.testing.assert_allclose(pairs(qi, di), LateInteractionPairs(q, docs)(qi, di), atol=1e-6)
+    with pytest.raises(ValueError, match="every item needs >= 1 vector"):
+        w.add(["x"], np.zeros((2, 8), np.float32), np.array([1]))
