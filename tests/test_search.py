@@ -147,3 +147,19 @@ def test_vector_store_round_trip_lookup_and_store_pairs(tmp_path) -> None:
     np.testing.assert_allclose(pairs(qi, di), LateInteractionPairs(q, docs)(qi, di), atol=1e-6)
     with pytest.raises(ValueError, match="every item needs >= 1 vector"):
         w.add(["x"], np.zeros((2, 8), np.float32), np.array([1]))
+
+
+def test_bench_scale_runs_and_reports_ratios(tmp_path, capsys) -> None:
+    from rayjobs.bench_scale import main
+
+    df = main(["--sizes", "1500", "3000", "--queries", "40", "--k", "20", "--data-dir", str(tmp_path), "--out",
+               str(tmp_path / "scale.csv")])
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "3,000 vs 1,500 images: ms/query x" in out and "full matrix + sort takes" in out
+    for n, g in df.groupby("images"):
+        s = g.set_index("stage")
+        ceiling = s.loc["v2v shortlist (exact, blocked)", "shortlist_recall"]
+        assert (g["R@10"] <= ceiling + 1e-9).all()  # no rerank beats its shortlist
+        assert s.loc["v2v full matrix + sort (CLIP_benchmark style)", "R@1"] == s.loc["v2v shortlist (exact, blocked)", "R@1"]
+        assert (g["peak_anon_mb"] > 0).all()
+    assert (tmp_path / "scale.csv").exists()

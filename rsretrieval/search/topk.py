@@ -60,7 +60,7 @@ def exact_topk(queries: np.ndarray, docs: np.ndarray | Iterable[tuple[int, np.nd
     best_s = torch.full((n_q, 0), float("-inf"))
     best_i = torch.zeros((n_q, 0), dtype=torch.int64)
     for offset, block in _blocks(docs, doc_block):
-        d = torch.as_tensor(np.ascontiguousarray(block, dtype=np.float32))
+        d = torch.from_numpy(np.array(block, dtype=np.float32))  # a copy: memory-mapped shards are read-only
         kk = min(k, len(d))
         new_s, new_i = [], []
         for a in range(0, n_q, query_block):
