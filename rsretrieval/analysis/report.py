@@ -163,8 +163,9 @@ def _graph_html(title: str, el: Any) -> str:
     if el is None:
         return f"<div><b>{esc(title)}</b><br>(no graph)</div>"
     used = {i for e in el.edge_index for i in e}
-    items = [f"{esc(el.node_texts[s])} &rarr;<i>{esc(t)}</i>&rarr; {esc(el.node_texts[o])}"
-             for (s, o), t in list(zip(el.edge_index, el.edge_texts))[:MAX_EDGES]]
+    edges = list(zip(el.edge_index, el.edge_texts))
+    edges.sort(key=lambda e: el.node_kinds[e[0][1]] == "attribute")  # relations first, then attributes
+    items = [f"{esc(el.node_texts[s])} &rarr;<i>{esc(t)}</i>&rarr; {esc(el.node_texts[o])}" for (s, o), t in edges[:MAX_EDGES]]
     if len(el.edge_index) > MAX_EDGES:
         items.append(f"&hellip; {len(el.edge_index) - MAX_EDGES} more edges")
     items += [esc(n) for i, n in enumerate(el.node_texts) if i not in used]
