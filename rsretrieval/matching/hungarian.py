@@ -221,7 +221,9 @@ class HungarianScorer:
             def place(meta: Any, outs: list[np.ndarray]) -> None:
                 for (idx, inverse), out in zip(meta, outs):
                     result[idx] = out[inverse]
-        stats = self._execute(tasks, docs_sorted, place)
+        # a spawn pool costs ~1 s to start: one task's worth of pairs runs faster in this process
+        serial = shortlist is not None and result.size <= self.pairs_per_task
+        stats = self._execute(tasks, docs_sorted, place, workers=1 if serial else self.workers)
         self.last_stats = {"wall_s": time.perf_counter() - t0, "workers": self.workers,
                            "pairs": float(result.size), **dict(zip(STAT_KEYS, stats.tolist()))}
         return result
@@ -260,23 +262,23 @@ class HungarianScorer:
         if items:
             yield meta, items
 
-    def _execute(self, tasks: Iterator[tuple[Any, list[Item]]], docs: _Docs, place: Any) -> np.ndarray:
+    def _execute(self, tasks: Iterator[tuple[Any, list[Item]]], docs: _Docs, place: Any, workers: int) -> np.ndarray:
         """Run tasks in-process (workers == 1) or in a spawn pool with at most 2 tasks per worker queued."""
         stats = np.zeros(len(STAT_KEYS))
-        if self.workers <= 1:
+        if workers <= 1:
             state = {"docs": docs, "groups": docs.groups(), "normalise": self.normalise, "shortcuts": self.shortcuts}
             for meta, items in tasks:
                 outs, st = _run_task(items, state)
                 place(meta, outs)
                 stats += st
             return stats
-        blas = max(1, _cpu_count() // self.workers)
-        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+        blas = max(1, _cpu_count() // workers)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                  initargs=(docs.mat_t, docs.sizes, self.normalise, self.shortcuts, blas)) as pool:
             pending: dict[Future, Any] = {}
             for meta, items in tasks:  # bounded in flight: memory stays O(workers x block)
                 pending[pool.submit(_run_task, items)] = meta
-                while len(pending) >= 2 * self.workers:
+                while len(pending) >= 2 * workers:
                     stats += self._collect(pending, place)
             while pending:
                 stats += self._collect(pending, place)
