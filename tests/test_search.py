@@ -163,3 +163,23 @@ def test_bench_scale_runs_and_reports_ratios(tmp_path, capsys) -> None:
         assert s.loc["v2v full matrix + sort (CLIP_benchmark style)", "R@1"] == s.loc["v2v shortlist (exact, blocked)", "R@1"]
         assert (g["peak_anon_mb"] > 0).all()
     assert (tmp_path / "scale.csv").exists()
+
+
+def test_store_from_embedding_parquet(tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    from rsretrieval.pipelines.embed import _vectors_table, read_embeddings
+    from rsretrieval.search.store import store_from_embeddings
+
+    rng = np.random.default_rng(5)
+    vecs = rng.normal(size=(250, 6)).astype(np.float32)
+    ids = [f"i{k}" for k in range(250)]
+    (tmp_path / "emb").mkdir()
+    pq.write_table(_vectors_table(ids[:100], vecs[:100]), tmp_path / "emb" / "a.parquet", row_group_size=30)
+    pq.write_table(_vectors_table(ids[100:], vecs[100:]), tmp_path / "emb" / "b.parquet", row_group_size=64)
+    store = store_from_embeddings(tmp_path / "emb", tmp_path / "store")
+    want = ["i7", "i249", "i100"]
+    got = store.sets(store.lookup(want)).vectors.numpy()
+    np.testing.assert_array_equal(got, read_embeddings(tmp_path / "emb", want))
+    top = exact_topk(vecs[:3], store.shard_blocks(), 5)
+    np.testing.assert_array_equal(top.indices, exact_topk(vecs[:3], vecs, 5).indices)

@@ -133,3 +133,23 @@ class StorePairs:
             docs, local = np.unique(di[s : s + self.batch], return_inverse=True)
             out[s : s + len(local)] = self.make(self.store.sets(docs))(qi[s : s + self.batch], local)
         return out
+
+
+def store_from_embeddings(parquet_dir: Path, folder: Path, kind: str = "embeddings") -> VectorStore:
+    """A one-vector-per-item store from an embeddings folder (``owner_id``, ``vector`` Parquet, as the
+    embedding stage writes it), converted one row group at a time: the folder is never read whole."""
+    import pyarrow.parquet as pq
+
+    files = sorted(Path(parquet_dir).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{parquet_dir}: no Parquet files (an embeddings folder of the embedding stage?)")
+    writer: StoreWriter | None = None
+    for path in files:
+        pf = pq.ParquetFile(path)
+        for g in range(pf.num_row_groups):
+            t = pf.read_row_group(g, columns=["owner_id", "vector"])
+            col = t["vector"].combine_chunks()
+            vectors = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size)
+            writer = writer or StoreWriter(folder, vectors.shape[1], kind)
+            writer.add(t["owner_id"].to_pylist(), vectors, np.ones(len(vectors), np.int64))
+    return writer.close()
