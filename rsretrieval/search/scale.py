@@ -128,7 +128,7 @@ def measure(folder: Path, n_queries: int = 1000, k: int = 100, seed: int = 0, hu
     from rsretrieval.evaluation.metrics import recall_at_k
     from rsretrieval.matching.gmn import GraphMatchingNetwork
     from rsretrieval.matching.hungarian import HungarianScorer
-    from rsretrieval.search.rerank import CosinePairs, GMNPairs, HungarianPairs, LateInteractionPairs, rerank
+    from rsretrieval.search.rerank import CosinePairs, HungarianPairs, LateInteractionPairs, rerank
     from rsretrieval.search.store import StorePairs
     from rsretrieval.search.topk import exact_topk, shortlist_recall
 
