@@ -143,7 +143,7 @@ def test_vector_store_round_trip_lookup_and_store_pairs(tmp_path) -> None:
         np.testing.assert_array_equal(got.item(j).numpy(), docs.item(int(i)).numpy())
     q = _sets(rng, 10, 8, 3)
     qi, di = rng.integers(0, 10, 300), rng.integers(0, 90, 300)
-    pairs = StorePairs(store, lambda sub: LateInteractionPairs(q, sub), batch=50)
+    pairs = StorePairs(store, lambda sub, _: LateInteractionPairs(q, sub), batch=50)
     np.testing.assert_allclose(pairs(qi, di), LateInteractionPairs(q, docs)(qi, di), atol=1e-6)
     with pytest.raises(ValueError, match="every item needs >= 1 vector"):
         w.add(["x"], np.zeros((2, 8), np.float32), np.array([1]))

@@ -25,7 +25,7 @@ from rsretrieval.matching.cosine import CosineScorer
 from rsretrieval.pipelines.benchmark_generation import add_generated_captions, run_requested_tasks, write_generation_accounting
 from rsretrieval.evaluation.cost import StageLedger
 from rsretrieval.pipelines.cells import record_cell
-from rsretrieval.pipelines.costs import add_generation, record_embedding, timed_cached_stage, write_cost_tables
+from rsretrieval.pipelines.costs import add_generation, record_cached_stage, timed_cached_stage, write_cost_tables
 from rsretrieval.pipelines.embed import embed_table, read_embeddings
 from rsretrieval.pipelines.tracking import Tracker, mlflow_run
 
@@ -157,7 +157,7 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
     def embed(stage: str, items: int, call: Any) -> tuple[Path, bool]:
         t = time.perf_counter()
         path, cached = call()
-        record_embedding(ledger, ds.name, stage, bcfg.name, items, path, cached, time.perf_counter() - t)
+        record_cached_stage(ledger, ds.name, stage, bcfg.name, items, path, cached, time.perf_counter() - t)
         return path, cached
 
     n_caps = ds.captions.num_rows

@@ -25,16 +25,14 @@ def timed_cached_stage(ledger: StageLedger, dataset: str, stage: str, items: int
     t0 = time.perf_counter()
     out = run()
     measured = time.perf_counter() - t0
-    recorded = recorded_seconds(path_of())  # also for a fresh run: the same figure a rerun will report
-    ledger.add(dataset, stage, recorded if recorded is not None else measured, items, backbone=backbone, cached=cached,
-               detail="" if not cached else ("cached; seconds recorded at compute time" if recorded is not None
-                                             else "cached before seconds were recorded: load time only"))
+    record_cached_stage(ledger, dataset, stage, backbone, items, path_of(), cached, measured)
     return out
 
 
-def record_embedding(ledger: StageLedger, dataset: str, stage: str, backbone: str, items: int, path: Path,
+def record_cached_stage(ledger: StageLedger, dataset: str, stage: str, backbone: str, items: int, path: Path,
                      cached: bool, measured: float) -> None:
-    """An ``embed_table`` call: cache hits report the seconds recorded in the folder's ``_SUCCESS``."""
+    """A cached stage's output at ``path`` (an embeddings folder or a cached file): the seconds recorded
+    when it was computed (``_SUCCESS`` / ``.seconds.json``), else the measured ones."""
     recorded = recorded_seconds(path)  # also for a fresh run: the same figure a rerun will report
     ledger.add(dataset, stage, recorded if recorded is not None else measured, items, backbone=backbone, cached=cached,
                detail="" if not cached else ("cached; seconds recorded at compute time" if recorded is not None

@@ -128,7 +128,7 @@ def measure(folder: Path, n_queries: int = 1000, k: int = 100, seed: int = 0, hu
     from rsretrieval.evaluation.metrics import recall_at_k
     from rsretrieval.matching.gmn import GraphMatchingNetwork
     from rsretrieval.matching.hungarian import HungarianScorer
-    from rsretrieval.search.rerank import CosinePairs, HungarianPairs, LateInteractionPairs, rerank
+    from rsretrieval.search.rerank import CosinePairs, GMNPairs, HungarianPairs, LateInteractionPairs, rerank
     from rsretrieval.search.store import StorePairs
     from rsretrieval.search.topk import exact_topk, shortlist_recall
 
@@ -160,13 +160,15 @@ def measure(folder: Path, n_queries: int = 1000, k: int = 100, seed: int = 0, hu
             sec = time.perf_counter() - t0
         record("v2v full matrix + sort (CLIP_benchmark style)", sec, w, full_ranks)
         del g, scores, order
-    cos = StorePairs(stores["global"], lambda sub: CosinePairs(qs["caption"], sub.vectors.numpy()))
+    cos = StorePairs(stores["global"], lambda sub, _: CosinePairs(qs["caption"], sub.vectors.numpy()))
     gmn = GraphMatchingNetwork(GMNConfig(use_global=True), seed=seed).eval()
     hung = HungarianScorer(HungarianConfig(workers=hungarian_workers))
     rerankers = {
-        "s2s rerank (Q-MAM)": StorePairs(stores["crops"], lambda sub: LateInteractionPairs(qs["scenes"], sub)),
-        "g2g rerank (Hungarian)": StorePairs(stores["nodes"], lambda sub: HungarianPairs(hung, qs["graphs"], sub)),
-        "vg2vg rerank (GMN, untrained: timing only)": _VG2VGStorePairs(stores["nodes"], gmn, qs["graphs"], cos),
+        "s2s rerank (Q-MAM)": StorePairs(stores["crops"], lambda sub, _: LateInteractionPairs(qs["scenes"], sub)),
+        "g2g rerank (Hungarian)": StorePairs(stores["nodes"], lambda sub, _: HungarianPairs(hung, qs["graphs"], sub)),
+        # VG2VG's global cosine needs the store items of the batch's documents
+        "vg2vg rerank (GMN, untrained: timing only)": StorePairs(stores["nodes"], lambda sub, items: GMNPairs(
+            gmn, qs["graphs"], sub, cosine=lambda a, b: cos(a, items[b])), batch=4096),
     }
     for stage, scorer in rerankers.items():
         with MemoryWatch() as w:
@@ -176,20 +178,3 @@ def measure(folder: Path, n_queries: int = 1000, k: int = 100, seed: int = 0, hu
         record(stage, sec, w, res.ranks)
     return rows
 
-
-class _VG2VGStorePairs:
-    """GMN pairs with the global cosine, node sets read from the store per batch."""
-
-    def __init__(self, store: VectorStore, gmn: Any, q_nodes: Any, cosine: Any, batch: int = 4096) -> None:
-        self.store, self.gmn, self.q, self.cosine, self.batch = store, gmn, q_nodes, cosine, batch
-
-    def __call__(self, qi: np.ndarray, di: np.ndarray) -> np.ndarray:
-        from rsretrieval.search.rerank import GMNPairs
-
-        out = np.empty(len(qi), np.float32)
-        for s in range(0, len(qi), self.batch):
-            a, b = qi[s : s + self.batch], di[s : s + self.batch]
-            docs, local = np.unique(b, return_inverse=True)
-            out[s : s + len(a)] = GMNPairs(self.gmn, self.q, self.store.sets(docs), cosine=lambda x, y: self.cosine(
-                x, docs[y]))(a, local)
-        return out

@@ -122,7 +122,8 @@ class VectorStore:
 
 class StorePairs:
     """A pair scorer whose documents live in a :class:`VectorStore`: per batch of pairs, only the candidate
-    documents are read (memory-mapped) and scored by ``make(doc_sets) -> pair scorer``."""
+    documents are read (memory-mapped) and scored by ``make(doc_sets, doc_items) -> pair scorer`` (the
+    scorer sees batch-local document indices; ``doc_items`` maps them back to store items)."""
 
     def __init__(self, store: VectorStore, make, batch: int = 8192) -> None:  # noqa: ANN001 - any pair-scorer factory
         self.store, self.make, self.batch = store, make, batch
@@ -131,7 +132,7 @@ class StorePairs:
         out = np.empty(len(qi), np.float32)
         for s in range(0, len(qi), self.batch):
             docs, local = np.unique(di[s : s + self.batch], return_inverse=True)
-            out[s : s + len(local)] = self.make(self.store.sets(docs))(qi[s : s + self.batch], local)
+            out[s : s + len(local)] = self.make(self.store.sets(docs), docs)(qi[s : s + self.batch], local)
         return out
 
 
