@@ -290,9 +290,15 @@ class FakeGeminiServer:
         except Exception as exc:  # a broken responder is a server error
             h.send_json(500, error_body(500, f"responder failed: {exc!r}"))
             return
-        if h.send_json(200, success_body(req, text)):
+        # Counted before the write: the client may read the answer (and a test the counter)
+        # before this thread runs again. A write that fails takes the count back.
+        with self._lock:
+            self.successes_per_input[req.input_key] += 1
+        if not h.send_json(200, success_body(req, text)):
             with self._lock:
-                self.successes_per_input[req.input_key] += 1
+                self.successes_per_input[req.input_key] -= 1
+                if self.successes_per_input[req.input_key] <= 0:
+                    del self.successes_per_input[req.input_key]
 
     # --- Batch mode (Developer API, inline requests) -------------------------------------------
 
