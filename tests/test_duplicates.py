@@ -1,0 +1,117 @@
+"""Duplicate-aware metrics against brute force and constructed cases where standard R@1 must fail."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from rsretrieval.evaluation.duplicates import (
+    dedup_mask,
+    duplicate_counts,
+    multi_positive_lists,
+    multi_positive_positives,
+    multi_positive_ranks,
+    recall_ceiling,
+)
+from rsretrieval.evaluation.metrics import Positives, rank_queries, recall_at_k
+
+# three images; "a farm" describes images 0 and 1, image 0 has it twice (once with different spacing/case)
+TEXTS = ["A farm .", "a  farm", "a farm", "a river", "a port", "a port."]
+GOLD = np.array([0, 0, 1, 1, 2, 2])
+
+
+def text_ranker(texts: list[str], n_images: int, seed: int = 0) -> np.ndarray:
+    """Scores of a ranker that sees only the (normalised) text: equal texts give equal rows."""
+    from rsretrieval.evaluation.duplicates import text_groups
+
+    groups = text_groups(texts)
+    rng = np.random.default_rng(seed)
+    table = rng.normal(size=(groups.max() + 1, n_images))
+    return table[groups]
+
+
+def test_dedup_and_multi_positive_lists() -> None:
+    assert dedup_mask(TEXTS, GOLD).tolist() == [True, False, True, True, True, False]
+    lists = multi_positive_lists(TEXTS, GOLD)
+    assert lists == [[0, 1], [0, 1], [1, 0], [1], [2], [2]]
+    c = duplicate_counts(TEXTS, GOLD)
+    assert c == {"queries": 6, "distinct_texts": 3, "dedup_queries": 4, "cross_image_texts": 1,
+                 "queries_with_other_positives": 3}
+
+
+def test_duplicates_cap_standard_r1_but_not_multi_positive() -> None:
+    """A perfect text ranker for 'a farm' can put only one of its two images first."""
+    scores = np.full((6, 3), -1.0)
+    scores[[0, 1, 2], 0] = 1.0  # 'a farm' -> image 0 first, image 1 second
+    scores[[0, 1, 2], 1] = 0.5
+    scores[3, 1] = 1.0
+    scores[[4, 5], 2] = 1.0
+    t = torch.tensor(scores)
+    std = rank_queries(lambda s, e: t[s:e], Positives.from_gold(GOLD, 3), top_k=3)
+    assert recall_at_k(std.ranks, [1])[1] == pytest.approx(100 * 5 / 6)  # query 2 (gold image 1) misses
+    mp = multi_positive_ranks(std.ranks, std.topk_idx, std.topk_scores, multi_positive_lists(TEXTS, GOLD))
+    assert recall_at_k(mp, [1])[1] == 100.0
+    assert recall_ceiling(TEXTS, GOLD, [1])[1] == pytest.approx(100 * 5 / 6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_multi_positive_ranks_from_topk_match_full_rescoring(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_img, n_q = 12, 40
+    texts = [f"text {rng.integers(0, 15)}" for _ in range(n_q)]
+    gold = rng.integers(0, n_img, size=n_q)
+    scores = torch.tensor(rng.normal(size=(n_q, n_img)))
+    std = rank_queries(lambda s, e: scores[s:e], Positives.from_gold(gold, n_img), top_k=5)
+    full = rank_queries(lambda s, e: scores[s:e], multi_positive_positives(texts, gold, n_img), top_k=5)
+    mp = multi_positive_ranks(std.ranks, std.topk_idx, std.topk_scores, multi_positive_lists(texts, gold))
+    assert (mp <= std.ranks).all()
+    for k in (1, 2, 3, 5):  # exact for every K <= the saved top-k
+        assert recall_at_k(mp, [k]) == recall_at_k(full.ranks, [k])
+
+
+def brute_force_ceiling(texts: list[str], gold: np.ndarray, n_images: int, k: int) -> float:
+    """Max standard R@K over every text-only ranker: each distinct text gets its own image order."""
+    from rsretrieval.evaluation.duplicates import text_groups
+
+    groups = text_groups(texts)
+    hits = 0
+    for g in set(groups.tolist()):
+        g_gold = gold[groups == g]
+        hits += max(int(np.isin(g_gold, perm[:k]).sum()) for perm in itertools.permutations(range(n_images)))
+    return 100.0 * hits / len(texts)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ceiling_equals_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_img = 5
+    texts = [f"t{rng.integers(0, 4)}" for _ in range(18)]
+    gold = rng.integers(0, n_img, size=18)
+    ceiling = recall_ceiling(texts, gold, [1, 2, 3])
+    for k in (1, 2, 3):
+        assert ceiling[k] == pytest.approx(brute_force_ceiling(texts, gold, n_img, k))
+    # no text-only ranker beats it (random ones here), and the best one reaches it
+    for s in range(20):
+        sc = torch.tensor(text_ranker(texts, n_img, s))
+        r = rank_queries(lambda a, b: sc[a:b], Positives.from_gold(gold, n_img), top_k=3).ranks
+        assert recall_at_k(r, [1])[1] <= ceiling[1] + 1e-9
+
+
+def test_ucm_fixture_duplicates_are_within_image() -> None:
+    """The committed UCM test sample repeats 5 captions of the same image: dedup drops them, the ceiling
+    stays 100 % (only a text shared by two images caps R@1)."""
+    from pathlib import Path
+
+    from rsretrieval.data.karpathy import read_karpathy
+
+    ucm = Path(__file__).parent / "data" / "ucm"
+    ds = read_karpathy(ucm / "dataset.json", ucm)
+    ids = ds.images["image_id"].to_pylist()
+    gold = np.array([ids.index(i) for i in ds.captions["image_id"].to_pylist()])
+    texts = ds.captions["text"].to_pylist()
+    counts = duplicate_counts(texts, gold)
+    assert counts["queries"] == 105 and counts["dedup_queries"] == 100 and counts["cross_image_texts"] == 0
+    assert recall_ceiling(texts, gold)[1] == 100.0
