@@ -105,6 +105,20 @@ class EvalConfig(_Strict):
                                     "Must be >= the largest K; results report shortlist_recall, the ceiling")
     shortlist_backend: Literal["exact", "faiss"] = Field("exact", description="V2V shortlist: blocked exact top-k "
                                                          "(bounded memory) or a FAISS flat index (extra [faiss])")
+    bootstrap_resamples: int = Field(1000, ge=0, description="Bootstrap resamples over queries for the CIs of R@K/mR "
+                                     "and the paired test vs V2V (0 = no CIs, no p-values)")
+    bootstrap_seed: int = Field(0, description="Seed of the bootstrap and permutation draws")
+    confidence: float = Field(0.95, gt=0, lt=1, description="CI level; 1 - confidence is the significance level of "
+                              "the 'significant wins only' rows")
+    paired_test: Literal["permutation", "bootstrap"] = Field(
+        "permutation", description="One-sided paired test of 'mode beats V2V' on the same queries: sign-flip "
+        "permutation or paired bootstrap")
+    duplicate_aware: bool = Field(True, description="Add dedup_*, mp_* (multi-positive) and ceiling_* R@K/mR columns "
+                                  "(identical normalised caption texts)")
+    exclude_leaked: Path | None = Field(None, description="leaks.csv of an audit run (rayjobs/audit.py): its test "
+                                        "images and captions are removed before evaluation (counts in the notes)")
+
+    _paths = field_validator("exclude_leaked", mode="before")(lambda cls, v: _expand(v))
 
     @model_validator(mode="after")
     def _shortlist_covers_k(self) -> "EvalConfig":
