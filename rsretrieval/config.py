@@ -55,6 +55,10 @@ class DatasetConfig(_Strict):
     split: str = Field("test", description="Split whose captions are the queries and whose images are the gallery")
     limit_images: int | None = Field(None, description="Keep only the first N images of the split (quick runs); None = all")
     synthrs: SynthRSOptions = Field(default_factory=SynthRSOptions, description="Options of the synthetic dataset (format synthrs)")
+    verify_images: Literal["decode", "exists", "off"] = Field(
+        "decode", description="Check of the image files: 'decode' also opens every image of the evaluated split and "
+        "quarantines those that cannot be decoded (quarantine.csv in the run folder; their captions leave the "
+        "evaluation); 'exists' only fails on missing files; 'off' reads the annotations only")
 
     _paths = field_validator("annotations", "image_root", mode="before")(lambda cls, v: _expand(v))
 
@@ -369,12 +373,36 @@ class GenerationConfig(_Strict):
         return cost * self.batch_price_factor if batch else cost
 
 
+FILE_STORE_ALLOW_ENV = "MLFLOW_ALLOW_FILE_STORE"
+
+
+def check_tracking_uri(uri: str | None, where: str) -> str | None:
+    """The URI, unless it is an MLflow file store ('./mlruns', 'file:...'): MLflow 3 refuses those at the
+    first log call unless $MLFLOW_ALLOW_FILE_STORE=true, so say it here, before any work is done."""
+    from urllib.parse import urlparse
+
+    if uri is None or uri in ("databricks", "databricks-uc", "uc"):
+        return uri
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file") or len(scheme) == 1:  # len 1: a Windows drive letter, i.e. a path
+        if os.environ.get(FILE_STORE_ALLOW_ENV, "").lower() in ("1", "true"):
+            return uri
+        raise ValueError(
+            f"{where}={uri!r} is an MLflow file store, which MLflow 3 no longer accepts (maintenance mode) and which "
+            "loses updates with concurrent writers. Use a database, e.g. 'sqlite:////abs/path/mlflow.db' (the "
+            "default, under output_dir), or a tracking server 'http://host:5000'; `mlflow migrate-filestore` "
+            f"moves an existing ./mlruns. To keep the file store anyway set ${FILE_STORE_ALLOW_ENV}=true.")
+    return uri
+
+
 class MLflowConfig(_Strict):
     """Experiment tracking."""
 
     tracking_uri: str | None = Field(None, description="MLflow URI; default $MLFLOW_TRACKING_URI, else sqlite under output_dir")
     experiment: str = Field("rsretrieval-benchmark", description="MLflow experiment name")
     enabled: bool = Field(True, description="Log the run to MLflow")
+
+    _uri = field_validator("tracking_uri")(lambda cls, v: check_tracking_uri(v, "mlflow.tracking_uri"))
 
 
 class RayConfig(_Strict):
