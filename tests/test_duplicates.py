@@ -115,3 +115,41 @@ def test_ucm_fixture_duplicates_are_within_image() -> None:
     counts = duplicate_counts(texts, gold)
     assert counts["queries"] == 105 and counts["dedup_queries"] == 100 and counts["cross_image_texts"] == 0
     assert recall_ceiling(texts, gold)[1] == 100.0
+
+
+def test_trust_columns_from_per_query_files(tmp_path) -> None:
+    """add_trust_columns reads each cell's per-query Parquet: CIs, duplicate-aware values, p vs V2V."""
+    import pyarrow.parquet as pq
+
+    from rsretrieval.config import EvalConfig
+    from rsretrieval.evaluation.metrics import RankResult
+    from rsretrieval.evaluation.retrieval import per_query_table
+    from rsretrieval.pipelines.cells import per_query_name
+    from rsretrieval.pipelines.trust import add_trust_columns
+
+    rng = np.random.default_rng(0)
+    n_img, n_q = 30, 200
+    texts = [f"text {rng.integers(0, 60)}" for _ in range(n_q)]
+    gold = rng.integers(0, n_img, size=n_q)
+    image_ids = [f"i{j}" for j in range(n_img)]
+    cap_ids = [f"c{q}" for q in range(n_q)]
+    base = rng.normal(size=(n_q, n_img))
+    rows = []
+    for mode, boost in (("v2v", 0.0), ("s2v", 3.0)):
+        s = base.copy()
+        s[np.arange(n_q), gold] += boost
+        t = torch.tensor(s)
+        r = rank_queries(lambda a, b: t[a:b], Positives.from_gold(gold, n_img), top_k=10)
+        keys = {"dataset": "d", "variant": "original", "backbone": "bb", "mode": mode, "crops": "-", "graphs": "-",
+                "similarity": "cosine", "training": "none"}
+        pq.write_table(per_query_table(cap_ids, gold, image_ids, RankResult(r.ranks, r.topk_idx, r.topk_scores), keys),
+                       tmp_path / f"{per_query_name(keys)}.parquet")
+        rec = recall_at_k(r.ranks, [1, 5, 10])
+        rows.append({**keys, "R@1": rec[1], "mR": sum(rec.values()) / 3})
+    notes = add_trust_columns(rows, tmp_path, {"d": dict(zip(cap_ids, texts))}, EvalConfig(bootstrap_resamples=500))
+    v2v, s2v = rows
+    assert v2v["mR_ci_low"] <= v2v["mR"] <= v2v["mR_ci_high"] and "p_vs_v2v" not in v2v
+    assert s2v["p_vs_v2v"] < 0.01
+    assert v2v["ceiling_R@1"] == pytest.approx(recall_ceiling(texts, gold, [1])[1]) and v2v["ceiling_R@1"] < 100
+    assert v2v["R@1"] <= v2v["mp_R@1"] and v2v["dedup_queries"] == dedup_mask(texts, gold).sum()
+    assert len(notes) == 2

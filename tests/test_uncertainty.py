@@ -106,3 +106,26 @@ def test_significant_summary() -> None:
     above, gain = significant_summary(method, base, p, alpha=0.05)
     assert above == 25.0  # only the first row is a significant win (the thesis' rule says 50 %)
     assert gain == pytest.approx((5.0 + 0.0 - 5.0 + 0.0) / 4)
+
+
+def test_thesis_tables_gain_significant_rows_and_cis() -> None:
+    import pandas as pd
+
+    from rsretrieval.evaluation.thesis_tables import SIGNIFICANT_ROWS, mode_table, summary_metrics, tables_markdown
+
+    rows = []
+    for bb, (v2v, s2v, p) in {"A": (40.0, 45.0, 0.01), "B": (50.0, 52.0, 0.30), "C": (60.0, 58.0, 0.90)}.items():
+        for mode, mr, pv in (("v2v", v2v, float("nan")), ("s2v", s2v, p)):
+            rows.append({"dataset": "d", "variant": "original", "backbone": bb, "mode": mode, "crops": "-",
+                         "graphs": "-", "similarity": "x", "training": "none", "mR": mr, "R@1": mr / 2, "R@5": mr, "R@10": 1.5 * mr, "p_vs_v2v": pv,
+                         "mR_ci_low": mr - 2, "mR_ci_high": mr + 2})
+    t = mode_table(pd.DataFrame(rows), "original").set_index("dataset")
+    assert t.loc["% above baseline", "S2V"] == pytest.approx(200 / 3)  # the thesis' rule: 2 of 3 rows
+    assert t.loc[SIGNIFICANT_ROWS[0], "S2V"] == pytest.approx(100 / 3)  # only backbone A is significant
+    assert t.loc[SIGNIFICANT_ROWS[1], "S2V"] == pytest.approx((5 + 0 - 2) / 3)
+    assert summary_metrics(pd.DataFrame(rows))["tables/original/S2V/above_baseline_significant_pct"] == \
+        pytest.approx(100 / 3)
+    md = tables_markdown(pd.DataFrame(rows))
+    assert "45.0 [43.0, 47.0]" in md and "% above baseline (significant)" in md
+    without_p = pd.DataFrame(rows).drop(columns=["p_vs_v2v", "mR_ci_low", "mR_ci_high"])
+    assert len(mode_table(without_p, "original")) == 3 + 2  # old tables unchanged

@@ -40,9 +40,30 @@ def markdown_table(df: pd.DataFrame, cols: list[str] | None = None) -> list[str]
     return lines
 
 
+def ci_text(low: Any, high: Any) -> str | None:
+    """A CI as compact text, '[41.2, 47.9]' (None when missing)."""
+    if low is None or high is None or (isinstance(low, float) and math.isnan(low)):
+        return None
+    return f"[{low:.1f}, {high:.1f}]"
+
+
+def trust_display(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Compact display columns of the trust columns present (CI of mR, multi-positive/ceiling R@1, p vs V2V)."""
+    df, cols = df.copy(), []
+    if "mR_ci_low" in df and df["mR_ci_low"].notna().any():
+        df["mR CI"] = [ci_text(lo, hi) for lo, hi in zip(df["mR_ci_low"], df["mR_ci_high"])]
+        cols.append("mR CI")
+    cols += [c for c in ("dedup_R@1", "mp_R@1", "ceiling_R@1") if c in df and df[c].notna().any()]
+    if "p_vs_v2v" in df and df["p_vs_v2v"].notna().any():
+        df["p vs V2V"] = [None if p != p else f"{p:.3f}" for p in df["p_vs_v2v"]]
+        cols.append("p vs V2V")
+    return df, cols
+
+
 def to_markdown(df: pd.DataFrame, title: str = "Results", footnotes: list[str] | None = None) -> str:
     """A Markdown table of the results (percentages with two decimals) with footnotes."""
-    cols = KEY_COLUMNS + [c for c in METRIC_COLUMNS if df[c].notna().any()] + ["n_queries", "n_images", "notes"]
+    df, trust = trust_display(df)
+    cols = KEY_COLUMNS + [c for c in METRIC_COLUMNS if df[c].notna().any()] + trust + ["n_queries", "n_images", "notes"]
     lines = [f"# {title}", "", *markdown_table(df, cols)]
     lines += ["", "R@K: % of caption queries whose gold image is in the top K (text-to-image). "
               "mR: mean of T2I R@1/5/10 (the thesis' definition). mR6: mean of T2I and I2T R@1/5/10 "

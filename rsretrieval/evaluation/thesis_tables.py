@@ -20,6 +20,7 @@ from rsretrieval.evaluation.tables import KEY_COLUMNS, markdown_table
 
 BASELINE = "V2V"
 SUMMARY_ROWS = ("% above baseline", "mean % gain")
+SIGNIFICANT_ROWS = ("% above baseline (significant)", "mean % gain (significant wins)")
 MODE_ORDER = ("v2v", "v2s", "s2v", "s2s", "g2g", "vg2vg")
 
 
@@ -49,15 +50,22 @@ def v2v_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def mode_table(df: pd.DataFrame, variant: str) -> pd.DataFrame:
-    """mR per (dataset, backbone) and method for one caption variant, with the two summary rows."""
+def _long_methods(df: pd.DataFrame, variant: str) -> pd.DataFrame:
+    """Cells of one variant with their method label; G2G copied onto every V2V backbone of its dataset."""
     d = df[df["variant"] == variant].copy()
-    if d.empty or not (d["mode"] == "v2v").any():
-        return pd.DataFrame()
     d["method"] = d.apply(method_label, axis=1)
     backbones = d[d["mode"] == "v2v"][["dataset", "backbone"]].drop_duplicates()
-    g2g = d[d["mode"] == "g2g"].drop(columns="backbone").merge(backbones, on="dataset")  # one copy per backbone
-    d = pd.concat([d[d["mode"] != "g2g"], g2g], ignore_index=True)
+    g2g = d[d["mode"] == "g2g"].drop(columns="backbone").merge(backbones, on="dataset")
+    return pd.concat([d[d["mode"] != "g2g"], g2g], ignore_index=True)
+
+
+def mode_table(df: pd.DataFrame, variant: str, alpha: float = 0.05) -> pd.DataFrame:
+    """mR per (dataset, backbone) and method for one caption variant, with the two summary rows; with a
+    ``p_vs_v2v`` column also the two rows counting only wins with p < alpha."""
+    d = df[df["variant"] == variant]
+    if d.empty or not (d["mode"] == "v2v").any():
+        return pd.DataFrame()
+    d = _long_methods(df, variant)
     wide = d.pivot_table(index=["dataset", "backbone"], columns="method", values="mR", aggfunc="first")
     rank = {m: i for i, m in enumerate(MODE_ORDER)}
     firsts = d.drop_duplicates("method")
@@ -68,12 +76,29 @@ def mode_table(df: pd.DataFrame, variant: str) -> pd.DataFrame:
     above = {m: (100.0 * (wide[m] > base).mean() if m != BASELINE else float("nan")) for m in wide.columns}
     gain = {m: ((wide[m] - base).mean() if m != BASELINE else float("nan")) for m in wide.columns}
     out = wide.reset_index()
-    summary = pd.DataFrame([{"dataset": SUMMARY_ROWS[0], "backbone": "", **above},
-                            {"dataset": SUMMARY_ROWS[1], "backbone": "", **gain}])
-    return pd.concat([out, summary], ignore_index=True)
+    summary = [{"dataset": SUMMARY_ROWS[0], "backbone": "", **above}, {"dataset": SUMMARY_ROWS[1], "backbone": "", **gain}]
+    if "p_vs_v2v" in d and d["p_vs_v2v"].notna().any():
+        from rsretrieval.evaluation.uncertainty import significant_summary
+
+        p = d.pivot_table(index=["dataset", "backbone"], columns="method", values="p_vs_v2v", aggfunc="first")
+        p = p.reindex(index=wide.index, columns=wide.columns)
+        sig = {m: significant_summary(wide[m], base, p[m], alpha) for m in wide.columns if m != BASELINE}
+        summary += [{"dataset": SIGNIFICANT_ROWS[0], "backbone": "", **{m: v[0] for m, v in sig.items()}},
+                    {"dataset": SIGNIFICANT_ROWS[1], "backbone": "", **{m: v[1] for m, v in sig.items()}}]
+    return pd.concat([out, pd.DataFrame(summary)], ignore_index=True)
 
 
-def tables_markdown(df: pd.DataFrame, footnotes: list[str] | None = None) -> str:
+def ci_table(df: pd.DataFrame, variant: str) -> pd.DataFrame:
+    """mR with its bootstrap CI, 'mR [low, high]', per (dataset, backbone) and method (needs mR_ci_* columns)."""
+    if "mR_ci_low" not in df or not df["mR_ci_low"].notna().any() or (df["variant"] != variant).all():
+        return pd.DataFrame()
+    d = _long_methods(df, variant)
+    d["text"] = [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" if lo == lo else f"{m:.1f}"
+                 for m, lo, hi in zip(d["mR"], d["mR_ci_low"], d["mR_ci_high"])]
+    return d.pivot_table(index=["dataset", "backbone"], columns="method", values="text", aggfunc="first").reset_index()
+
+
+def tables_markdown(df: pd.DataFrame, footnotes: list[str] | None = None, alpha: float = 0.05) -> str:
     """All thesis-layout tables of a results table as one Markdown document."""
     lines = ["# Results in the thesis' layouts", ""]
     v2v = v2v_table(df)
@@ -82,29 +107,35 @@ def tables_markdown(df: pd.DataFrame, footnotes: list[str] | None = None) -> str
                   *markdown_table(v2v), ""]
     for variant in [v for v in ("original", "fine_grained") if v in set(df["variant"])] + \
             sorted(set(df["variant"]) - {"original", "fine_grained"}):
-        t = mode_table(df, variant)
+        t = mode_table(df, variant, alpha)
         if t.empty:
             continue
         lines += [f"## mR per method, {variant} captions (Tables 8-12)", "", *markdown_table(t), ""]
+        ci = ci_table(df, variant)
+        if not ci.empty:
+            lines += [f"### mR with its bootstrap CI over queries, {variant} captions", "", *markdown_table(ci), ""]
     lines += ["mR: mean of T2I R@1/5/10 (%). '% above baseline': share of dataset x backbone rows where the "
               "method's mR beats V2V; 'mean % gain': mean of (method - V2V) in mR points (the thesis' definitions, "
               "reproduced from its Table 10 in the tests). G2G ignores the image backbone: its mR repeats on every "
-              "backbone row."]
+              "backbone row. With p-values (p_vs_v2v in results.csv): '% above baseline (significant)' counts only "
+              "rows where the method beats V2V with p < alpha; 'mean % gain (significant wins)' counts a "
+              "non-significant gain as 0 and keeps losses."]
     lines += [f"- {n}" for n in footnotes or []]
     return "\n".join(lines) + "\n"
 
 
-def write_thesis_tables(df: pd.DataFrame, out_dir: Path, footnotes: list[str] | None = None) -> list[Path]:
+def write_thesis_tables(df: pd.DataFrame, out_dir: Path, footnotes: list[str] | None = None,
+                        alpha: float = 0.05) -> list[Path]:
     """tables.md plus one CSV per table (table_v2v.csv, table_modes_<variant>.csv)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "tables.md"]
-    paths[0].write_text(tables_markdown(df, footnotes), encoding="utf-8")
+    paths[0].write_text(tables_markdown(df, footnotes, alpha), encoding="utf-8")
     v2v = v2v_table(df)
     if not v2v.empty:
         v2v.to_csv(out_dir / "table_v2v.csv", index=False)
         paths.append(out_dir / "table_v2v.csv")
     for variant in sorted(set(df["variant"])):
-        t = mode_table(df, variant)
+        t = mode_table(df, variant, alpha)
         if not t.empty:
             t.to_csv(out_dir / f"table_modes_{variant}.csv", index=False)
             paths.append(out_dir / f"table_modes_{variant}.csv")
@@ -129,13 +160,13 @@ def merge_results(paths: list[Path]) -> pd.DataFrame:
     return merged.drop_duplicates(subset=KEY_COLUMNS, keep="last").reset_index(drop=True)
 
 
-def summary_metrics(df: pd.DataFrame) -> dict[str, float]:
+def summary_metrics(df: pd.DataFrame, alpha: float = 0.05) -> dict[str, float]:
     """'% above baseline' and 'mean % gain' of every method as MLflow metrics (names sanitised)."""
     import re
 
     out = {}
     for variant in sorted(set(df["variant"])):
-        t = mode_table(df, variant)
+        t = mode_table(df, variant, alpha)
         if t.empty:
             continue
         rows = t.set_index("dataset")
@@ -145,4 +176,7 @@ def summary_metrics(df: pd.DataFrame) -> dict[str, float]:
             name = re.sub(r"[^A-Za-z0-9_\-. /]", "", method).replace(" ", "_")
             out[f"tables/{variant}/{name}/above_baseline_pct"] = float(rows.loc[SUMMARY_ROWS[0], method])
             out[f"tables/{variant}/{name}/mean_gain_points"] = float(rows.loc[SUMMARY_ROWS[1], method])
+            if SIGNIFICANT_ROWS[0] in rows.index:
+                out[f"tables/{variant}/{name}/above_baseline_significant_pct"] = float(rows.loc[SIGNIFICANT_ROWS[0], method])
+                out[f"tables/{variant}/{name}/mean_gain_significant_points"] = float(rows.loc[SIGNIFICANT_ROWS[1], method])
     return out

@@ -27,7 +27,9 @@ from rsretrieval.evaluation.cost import StageLedger
 from rsretrieval.pipelines.cells import record_cell
 from rsretrieval.pipelines.costs import add_generation, record_cached_stage, timed_cached_stage, write_cost_tables
 from rsretrieval.pipelines.embed import embed_table, read_embeddings
+from rsretrieval.pipelines.provenance import HashCache, build_record, run_checkpoints, write_provenance
 from rsretrieval.pipelines.tracking import Tracker, mlflow_run
+from rsretrieval.pipelines.trust import add_trust_columns, trust_metrics
 
 log = logging.getLogger(__name__)
 
@@ -283,10 +285,18 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     graph_stats: list[dict[str, Any]] = []  # GCR and sizes per graph set (Table 19, Figure 20)
     training: list[dict[str, Any]] = []  # one row per trained graph model stage
     ledger = StageLedger()  # seconds, tokens and cost of every stage (cost.md, Tables 13-14)
+    texts: dict[str, dict[str, str]] = {}  # dataset -> caption id -> text (duplicate-aware metrics)
+    fingerprints: dict[str, str] = {}  # dataset -> content hash of the evaluated split (provenance)
     with mlflow_run(cfg) as tracker:
         for dcfg in cfg.datasets:
             full = load_dataset(dcfg, cfg.cache_dir)
             ds = evaluation_split(full, dcfg)
+            if cfg.eval.exclude_leaked is not None:
+                from rsretrieval.analysis.audit import drop_leaked
+
+                ds, n_img, n_cap = drop_leaked(ds, cfg.eval.exclude_leaked)
+                footnotes.append(f"{dcfg.name} {dcfg.split}: {n_img} leaked images (with their captions) and "
+                                 f"{n_cap} captions in all removed before evaluation ({cfg.eval.exclude_leaked})")
             dups = duplicate_summary(ds)
             tracker.log_params({f"data.{dcfg.name}.{k}": v for k, v in dups.items()})
             if dups["duplicate_caption_texts"]:
@@ -296,6 +306,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
             if dcfg.format == "synthrs":
                 footnotes.append(SYNTHETIC_NOTE)
             ds, gen_rows, notes = add_generated_captions(cfg, ds)
+            texts[ds.name] = dict(zip(ds.captions["caption_id"].to_pylist(), ds.captions["text"].to_pylist()))
+            fingerprints[ds.name] = ds.fingerprint()
             task_rows, task_notes = run_requested_tasks(cfg, ds)
             scenes = prepare_scenes(cfg, ds, ledger)
             generation += gen_rows + task_rows + scenes.generation
@@ -357,6 +369,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                 f"{r['dataset']} {r['graphs']} {r['gcr']:.2f}%" for r in graph_stats) + " (graph_stats.csv)")
         if training:
             footnotes.append(write_training_summary(training, run_dir, tracker))
+        footnotes += add_trust_columns(rows, per_query_dir, texts, cfg.eval)
+        tracker.log_metrics(trust_metrics(rows))
         df = results_frame(rows)
         footnotes.append(write_cost_tables(df, ledger, run_dir, tracker))
         footnotes = [f for f in dict.fromkeys(footnotes) if f]
@@ -365,10 +379,12 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
         (run_dir / "summary.json").write_text(json.dumps(
             {"seconds": seconds, "mlflow_run_id": tracker.run_id, "cells": len(rows)}, indent=2))
         tracker.log_metrics({"benchmark_seconds": seconds})
-        for path in (paths["csv"], paths["md"], run_dir / "config.yaml", *write_thesis_tables(df, run_dir, footnotes)):
+        for path in (paths["csv"], paths["md"], run_dir / "config.yaml", *write_thesis_tables(df, run_dir, footnotes, 1 - cfg.eval.confidence)):
             tracker.log_artifact(path)
-        tracker.log_metrics(summary_metrics(df))
+        tracker.log_metrics(summary_metrics(df, 1 - cfg.eval.confidence))
         tracker.log_artifact(per_query_dir, "per_query")
+        write_provenance(build_record(cfg, run_checkpoints(cfg, run_dir), fingerprints,
+                                      HashCache(Path(cfg.cache_dir) / "provenance_hashes.json")), run_dir, tracker)
         if cfg.report.enabled:
             from rsretrieval.analysis.report import build_report
 

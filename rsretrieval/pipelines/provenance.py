@@ -130,6 +130,16 @@ def dataset_files(dcfg: Any, cache_dir: Path) -> list[Path | None]:
     return [dcfg.annotations]
 
 
+def run_checkpoints(cfg: Any, run_dir: Path) -> dict[str, Path | None]:
+    """Weight files of a benchmark run: every backbone's (rs-tiny: the cached trained file) and the graph
+    models trained in the run."""
+    from rsretrieval.pipelines.benchmark import resolve_checkpoint
+
+    out: dict[str, Path | None] = {b.name: resolve_checkpoint(b, cfg) for b in cfg.backbones}
+    out.update({f"graph_models/{p.name}": p for p in sorted((Path(run_dir) / "graph_models").glob("*.pt"))})
+    return out
+
+
 def build_record(cfg: Any, checkpoints: dict[str, Path | None] | None = None,
                  fingerprints: dict[str, str] | None = None, hashes: HashCache | None = None) -> dict[str, Any]:
     """The full record of a benchmark config (``checkpoints``: label -> weight file; ``fingerprints``:
