@@ -29,7 +29,7 @@ import select
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs
@@ -78,6 +78,8 @@ class FaultConfig:
     batch_seconds: float = 0.0  # and seconds since its creation
     batch_state: str = "BATCH_STATE_SUCCEEDED"  # how batch jobs end (FAILED / CANCELLED / EXPIRED to test)
     rate_batch_item_error: float = 0.0  # an inlined request answered with an error instead of a response
+    # poison inputs: a request whose text contains the key always gets that fault ("5xx" | "malformed")
+    poison: dict[str, str] = field(default_factory=dict)
 
 
 def _parts(contents: Any) -> list[dict[str, Any]]:
@@ -239,9 +241,12 @@ class FakeGeminiServer:
         with self._lock:
             self.events.append((arrived, time.monotonic(), key, outcome, delay))
 
-    def _draw_fault(self, now: float) -> tuple[str | None, float]:
+    def _draw_fault(self, now: float, texts: list[str] | None = None) -> tuple[str | None, float]:
         """Pick this request's fault (under the lock); returns (kind, retry_delay)."""
         f = self.faults
+        for needle, kind in f.poison.items():
+            if any(needle in t for t in texts or ()):
+                return ("500" if kind == "5xx" else kind), 0.0
         if f.seed != self._rng_seed:
             self._rng, self._rng_seed = random.Random(f.seed), f.seed
         if f.rpm_quota is not None:
@@ -267,7 +272,7 @@ class FakeGeminiServer:
             self.requests_per_input[req.input_key] += 1
             self.request_times.append(now)
             self.requests.append(req)
-            fault, delay = self._draw_fault(now)
+            fault, delay = self._draw_fault(now, req.texts)
             latency, hang = self.faults.latency_s, self.faults.timeout_sleep_s
         if latency > 0 and self._stopping.wait(latency):
             return

@@ -34,15 +34,35 @@ EMBEDDINGS_VERSION = 1  # bump when the stored layout or the encoding changes
 
 
 def dataset_from_table(table: pa.Table, batch_size: int, actors: int):
-    """A Ray Dataset of ``table`` split into about one block per batch (at least one per actor).
+    """A Ray Dataset of ``table`` in about one block per batch (at least one per actor).
 
-    ``from_arrow`` makes a single block, and a map operator gets one task per block, so without
-    this split an actor pool of N would leave N - 1 actors idle.
+    A map operator gets one task per block, so a single block would leave all but one actor idle.
+    The blocks are sliced and described here in the driver, as ``ray.data.from_items`` does, not
+    by ``from_arrow`` + ``repartition``, which runs a remote task per block for its metadata and
+    then a shuffle round (split + reduce tasks) before the first batch is mapped.
     """
     import ray
 
-    blocks = max(actors, -(-table.num_rows // max(1, batch_size)))
-    return ray.data.from_arrow(table).repartition(min(blocks, max(1, table.num_rows)))
+    n = min(max(actors, -(-table.num_rows // max(1, batch_size))), max(1, table.num_rows))
+    try:
+        from ray.data._internal.logical.interfaces import LogicalPlan
+        from ray.data._internal.logical.operators.from_operators import FromArrow
+        from ray.data._internal.stats import DatasetStats
+        from ray.data.block import BlockMetadataWithSchema
+        from ray.data.context import DataContext
+    except ImportError:  # another Ray layout: the public path
+        return ray.data.from_arrow(table).repartition(n)
+    step, extra = divmod(table.num_rows, n)
+    blocks, meta, start = [], [], 0
+    for i in range(n):
+        block = table.slice(start, step + (i < extra)).combine_chunks()
+        start += block.num_rows
+        blocks.append(ray.put(block))
+        meta.append(BlockMetadataWithSchema.from_block(block))
+    context = DataContext.get_current().copy()
+    return ray.data.dataset.MaterializedDataset(
+        LogicalPlan(FromArrow(blocks, meta), context), context,
+        DatasetStats(metadata={"FromArrow": meta}, parent=None))
 
 
 def _resolve_device(device: str) -> str:

@@ -48,9 +48,15 @@ def pacer_actor(cfg: GenerationConfig) -> Any:
 
     key = (ray.get_runtime_context().get_job_id(), cfg.requests_per_minute, cfg.tokens_per_minute)
     if key not in _PACERS:
-        remote = ray.remote(num_cpus=0, max_concurrency=64)(Pacer)
-        _PACERS[key] = remote.options(name=f"{PACER_NAME}-{key[0]}-{key[1]}-{key[2]}", namespace=NAMESPACE).remote(
-            cfg.requests_per_minute, cfg.tokens_per_minute)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # On the driver's node: a worker node lost mid-run must not take the job's quota book with
+        # it (if the driver's node goes, the job goes anyway). Restartable all the same: a restarted
+        # pacer starts an empty book, so at worst one burst of at most `actors x concurrency`.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        remote = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=-1, max_task_retries=-1)(Pacer)
+        _PACERS[key] = remote.options(name=f"{PACER_NAME}-{key[0]}-{key[1]}-{key[2]}", namespace=NAMESPACE,
+                                      scheduling_strategy=here).remote(cfg.requests_per_minute, cfg.tokens_per_minute)
     return _PACERS[key]
 
 

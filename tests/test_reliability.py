@@ -1,0 +1,84 @@
+"""Issue 9's fault-injection scenarios for generation, with the real components: Ray (a multi-node
+``ray.cluster_utils.Cluster`` where a node is lost), the real google-genai client and the fake
+Gemini server. Each test prints its figures (run with ``-s`` to see them); the README section
+"Failure behaviour" quotes them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rsretrieval.generation.store import ResponseStore
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+
+
+def _show(name: str, figures: dict) -> None:
+    print(f"\n[reliability] {name}: " + json.dumps(figures, default=str, sort_keys=True))
+
+
+@pytest.mark.slow
+def test_worker_node_lost_during_generation(tmp_path: Path) -> None:
+    """(1) A worker node holding generation actors is removed mid-run: the run completes with one
+    stored answer per input and almost no answer paid twice."""
+    import ray
+
+    from rsretrieval.pipelines.bench_faults import node_loss_phase
+
+    ray.shutdown()  # the phase starts its own 3-node cluster; ray_local re-starts on next use
+    fig = node_loss_phase(120, tmp_path / "store")
+    _show("node loss", fig)
+    assert fig["node_removed_after_answers"] is not None, "the node was never removed"
+    assert fig["rows_lost"] == 0 and fig["ok"] == 120
+    assert fig["inputs_stored"] == 120 and fig["stored_outputs_min"] == fig["stored_outputs_max"] == 1
+    assert fig["paid_call_amplification"] <= 1.05
+
+
+@pytest.mark.slow
+def test_killed_job_resubmitted_pays_for_nothing_finished(tmp_path: Path) -> None:
+    """(2) The whole job (driver, raylet, actors) SIGKILLed half way, then resubmitted."""
+    from rsretrieval.pipelines.bench_generation import kill_phase
+
+    fig = kill_phase(60, actors=2, store=tmp_path / "store")
+    _show("killed driver", fig)
+    assert fig["second_job_exit_code"] == 0 and fig["recorded_before_kill"] > 0
+    assert fig["repeated_for_finished_inputs"] == 0
+    assert fig["rows_done_after_resubmit"] == 60
+    # only answers in flight at the kill (answered, not yet stored) may be paid twice
+    assert fig["answered_twice_in_flight_at_kill"] <= 2 * 4  # actors x concurrency_per_actor
+
+
+@pytest.mark.slow
+def test_429_5xx_and_timeouts_lose_no_row_and_respect_retry_delay_and_quota(ray_local, tmp_path: Path) -> None:
+    """(3) 30% of requests fail (429 with retryDelay, 5xx, timeouts) under a server-side quota equal
+    to the job's requests/min."""
+    from rsretrieval.pipelines.bench_faults import fault_mix_phase
+
+    fig = fault_mix_phase(80, tmp_path / "store", rate=0.3, rpm=1200)
+    _show("fault mix", fig)
+    assert fig["rows_lost"] == 0
+    assert fig["answered_429"] > 0 and fig["answered_5xx"] > 0 and fig["timed_out"] > 0
+    assert fig["min_retry_gap_over_retry_delay"] >= 1.0
+    assert fig["refused_for_quota"] == 0  # the job's pacer kept every actor under the quota
+
+
+def test_poison_inputs_are_bounded_and_listed(ray_local, tmp_path: Path) -> None:
+    """(4) One input always answered 5xx, one always malformed: bounded attempts, both in the error
+    rows with their reason, every other row answered."""
+    from rsretrieval.pipelines.bench_faults import poison_phase
+
+    fig = poison_phase(12, tmp_path / "store", max_attempts=4, max_reasks=2)
+    _show("poison", {k: v for k, v in fig.items() if k != "errors"})
+    assert fig["ok"] == 10 and fig["failed"] == 2 and fig["failed_ids"] == ["row0", "row1"]
+    assert fig["attempts_5xx_poison"] == 4 and fig["attempts_malformed_poison"] == 3
+    assert fig["requests_other_rows"] == 10
+    assert "500" in fig["errors"]["row0"] and "after 4 attempts" in fig["errors"]["row0"]
+    assert "invalid answer" in fig["errors"]["row1"] and "after 2 re-asks" in fig["errors"]["row1"]
+    # the failures are stored (paid, with their reason) and a rerun does not ask for them again
+    failed = [r for r in ResponseStore(tmp_path / "store").records("text_scenes") if r.status == "failed"]
+    assert sorted(r.input_id for r in failed) == ["row0", "row1"]
