@@ -1,4 +1,4 @@
-"""Command line: ``rsretrieval benchmark|backbones|query|tables``.
+"""Command line: ``rsretrieval benchmark|backbones|audit|query|tables|report``.
 
 ``rayjobs/full_benchmark.py`` is the same benchmark entry point as ``rsretrieval benchmark``.
 """
@@ -122,6 +122,67 @@ def generate_main(argv: list[str] | None = None) -> Any:
     return rows
 
 
+AUDIT_HELP = """Duplicate and leakage audit of every configured dataset (all splits): perceptual image hashes
+(dHash + pHash) and normalised caption texts, within and across splits and datasets.
+
+  python rayjobs/audit.py --config rayjobs/configs/ucm_sample.yaml
+  rsretrieval audit --config my.yaml --dhash-max 6 --train-splits train val
+
+Writes <output_dir>/<run_name>/ (default runs/audit/): summary.md/.csv, image_hashes.parquet,
+image_duplicates.csv, caption_duplicates.csv, leaks.csv (logged to MLflow). Evaluate without the leaked
+items: --set eval.exclude_leaked=runs/audit/leaks.csv on the benchmark.
+"""
+
+
+def add_audit_args(p: argparse.ArgumentParser) -> None:
+    from rsretrieval.analysis.audit import AuditOptions
+
+    add_benchmark_args(p)
+    d = AuditOptions()
+    p.add_argument("--eval-split", default=d.eval_split, help="split checked for leaks (default: test)")
+    p.add_argument("--train-splits", nargs="+", default=d.train_splits, help="splits a model may train on")
+    p.add_argument("--dhash-max", type=int, default=d.dhash_max, help="dHash bits (of 64) a duplicate may differ by")
+    p.add_argument("--phash-max", type=int, default=d.phash_max, help="pHash bits (of 64) a duplicate may differ by")
+
+
+def audit(args: argparse.Namespace) -> Any:
+    """Run the audit of the configured datasets; print summary.md. Returns the AuditResult."""
+    import yaml
+
+    from rsretrieval.analysis.audit import AuditOptions, run_audit, write_audit
+    from rsretrieval.config import load_config
+    from rsretrieval.data.registry import load_dataset
+    from rsretrieval.pipelines.tracking import metric_key, mlflow_run
+
+    overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
+    cfg = load_config(args.config, overrides + [f"run_name={args.run_name or 'audit'}"])
+    if args.print_config:
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        return None
+    opts = AuditOptions(eval_split=args.eval_split, train_splits=args.train_splits, dhash_max=args.dhash_max,
+                        phash_max=args.phash_max)
+    res = run_audit([load_dataset(d, cfg.cache_dir) for d in cfg.datasets], opts)  # all splits: leaks cross them
+    with mlflow_run(cfg) as tracker:
+        tracker.log_params({f"audit.{k}": v for k, v in opts.model_dump().items()})
+        paths = write_audit(res, cfg.run_dir, opts)
+        for row in res.summary.to_dict("records"):
+            tracker.log_metrics({metric_key("audit", row["dataset"], row["split"], k): float(v)
+                                 for k, v in row.items() if k not in ("dataset", "split")})
+        for p in paths:
+            tracker.log_artifact(p)
+    print(paths[-1].read_text(encoding="utf-8"))
+    print(f"manifests: {', '.join(p.name for p in paths)} in {cfg.run_dir}")
+    return res
+
+
+def audit_main(argv: list[str] | None = None) -> Any:
+    """Entry point of ``rayjobs/audit.py``."""
+    p = argparse.ArgumentParser(description=AUDIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_audit_args(p)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return audit(p.parse_args(argv))
+
+
 def list_backbones_cmd(_: argparse.Namespace) -> None:
     from rsretrieval.encoders.registry import get_backbone_spec, list_backbones
 
@@ -186,6 +247,10 @@ def main(argv: list[str] | None = None) -> Any:
     add_benchmark_args(b)
     b.set_defaults(func=benchmark)
     sub.add_parser("backbones", help="list registered backbones").set_defaults(func=list_backbones_cmd)
+    au = sub.add_parser("audit", help="duplicate and leakage audit of the configured datasets", description=AUDIT_HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_audit_args(au)
+    au.set_defaults(func=audit)
     q = sub.add_parser("query", help="rank the images of an indexed dataset for query texts",
                        description="Rank the images of the configured dataset split for each text (index: the "
                        "benchmark's cached embeddings; computed once if missing).")

@@ -116,3 +116,12 @@ def test_audit_job_on_ucm_fixture(tmp_path: Path) -> None:
     assert (row["images"], row["captions"], row["distinct_texts"]) == (21, 105, 100)  # 4 texts repeat, one thrice
     assert row["dup_caption_texts"] == 4 and row["cross_image_caption_texts"] == 0
     assert (tmp_path / "audit" / "summary.md").is_file() and res.leaks.empty
+
+
+def test_audit_subcommand(tmp_path: Path, capsys) -> None:
+    from rsretrieval.cli import main
+
+    res = main(["audit", "--set", f"datasets=[{{name: ucm, format: karpathy, annotations: {UCM / 'dataset.json'}, "
+                f"image_root: {UCM}}}]", "--output-dir", str(tmp_path), "--run-name", "a", "--set", "mlflow.enabled=false"])
+    assert len(res.hashes) == 21 and (tmp_path / "a" / "leaks.csv").is_file()
+    assert "Duplicate and leakage audit" in capsys.readouterr().out
