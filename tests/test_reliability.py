@@ -82,3 +82,43 @@ def test_poison_inputs_are_bounded_and_listed(ray_local, tmp_path: Path) -> None
     # the failures are stored (paid, with their reason) and a rerun does not ask for them again
     failed = [r for r in ResponseStore(tmp_path / "store").records("text_scenes") if r.status == "failed"]
     assert sorted(r.input_id for r in failed) == ["row0", "row1"]
+
+
+@pytest.mark.slow
+def test_killed_benchmark_resubmitted_reuses_finished_embeddings(tmp_path: Path, session_cache: Path) -> None:
+    """(2, embeddings) The benchmark driver SIGKILLed right after its image embeddings were written:
+    the resubmitted job finds them (same folder, same _SUCCESS, not rewritten) and finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import QUICK_CONFIG, REPO
+
+    # a test split of its own, so its embeddings are made by this job (rs-tiny comes from the cache)
+    args = [sys.executable, str(REPO / "rayjobs" / "full_benchmark.py"), "--config", str(QUICK_CONFIG),
+            "--output-dir", str(tmp_path / "out"), "--set", f"cache_dir={session_cache}",
+            "--set", "mlflow.enabled=false", "--set", "modes=[v2v]", "--set", "report.enabled=false",
+            "--set", "datasets=[{name: synthrs, format: synthrs, synthrs: {seed: 0, n_train: 256, n_val: 16, n_test: 41}}]"]
+    env = {**os.environ, "RAY_ADDRESS": ""}  # its own local Ray: killing the group kills the job
+    embeddings = session_cache / "embeddings"
+    before_start = {p.parent for p in embeddings.glob("images-*/_SUCCESS")}
+    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, made = time.time() + 900, set()
+    while not made and time.time() < deadline and proc.poll() is None:
+        made = {p.parent for p in embeddings.glob("images-*/_SUCCESS")} - before_start
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert made, "the job never wrote its image embeddings"
+    stamp = {d: ((d / "_SUCCESS").stat().st_mtime_ns, (d / "_SUCCESS").read_text()) for d in made}
+    t0 = time.monotonic()
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    recomputed = [d for d, s in stamp.items() if ((d / "_SUCCESS").stat().st_mtime_ns, (d / "_SUCCESS").read_text()) != s]
+    leftovers = list(embeddings.glob("*.tmp-*"))
+    _show("killed benchmark", {"embedding_stages_done_before_kill": len(made), "recomputed_after_resubmit": len(recomputed),
+                               "resubmitted_seconds": round(time.monotonic() - t0, 1), "tmp_folders_left": len(leftovers)})
+    assert recomputed == []
+    assert list((tmp_path / "out").rglob("results.csv")), "the resubmitted job wrote no results"

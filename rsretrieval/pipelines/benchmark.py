@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -291,6 +292,15 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
         for dcfg in cfg.datasets:
             full = load_dataset(dcfg, cfg.cache_dir)
             ds = evaluation_split(full, dcfg)
+            if dcfg.verify_images == "decode":  # undecodable images leave with their captions, counted
+                from rsretrieval.data.quarantine import quarantine_images
+
+                quarantined = quarantine_images(ds)
+                ds = quarantined.dataset
+                tracker.log_metrics({f"data.{dcfg.name}.quarantined_images": quarantined.rows.num_rows})
+                if quarantined.rows.num_rows:
+                    tracker.log_artifact(quarantined.write(run_dir))
+                    footnotes.append(quarantined.note())
             if cfg.eval.exclude_leaked is not None:
                 from rsretrieval.analysis.audit import drop_leaked
 
@@ -376,8 +386,11 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
         footnotes = [f for f in dict.fromkeys(footnotes) if f]
         paths = write_results(df, run_dir, footnotes)
         seconds = time.perf_counter() - t_start
+        errors = run_dir / "generation_errors.csv"  # written with generation.csv when any input failed
+        failed = sum(1 for _ in csv.reader(errors.open(encoding="utf-8"))) - 1 if errors.exists() else 0
         (run_dir / "summary.json").write_text(json.dumps(
-            {"seconds": seconds, "mlflow_run_id": tracker.run_id, "cells": len(rows)}, indent=2))
+            {"seconds": seconds, "mlflow_run_id": tracker.run_id, "cells": len(rows),
+             "status": "partial" if failed else "complete", "generation_failed": failed}, indent=2))
         tracker.log_metrics({"benchmark_seconds": seconds})
         for path in (paths["csv"], paths["md"], run_dir / "config.yaml", *write_thesis_tables(df, run_dir, footnotes, 1 - cfg.eval.confidence)):
             tracker.log_artifact(path)

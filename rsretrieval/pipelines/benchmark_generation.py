@@ -114,4 +114,31 @@ def write_generation_accounting(rows: list[dict[str, Any]], run_dir: Any, tracke
     offline = sorted({r["model"] for r in rows if r["backend"] == "offline"})
     note = (f"generation: {int(df['calls'].sum())} API calls, {int(df['tokens_in'].sum())} tokens in, "
             f"{int(df['tokens_out'].sum())} out, ${df['cost_usd'].sum():.4f} at the configured prices (generation.csv)")
+    errors = write_generation_errors(run_dir)
+    if errors:
+        tracker.log_artifact(run_dir / ERRORS_FILE)
+        note += f"; PARTIAL: {errors} inputs without an answer, listed with their reason in {ERRORS_FILE}"
     return note + (f"; offline stand-ins: {', '.join(offline)}" if offline else "")
+
+
+ERRORS_FILE = "generation_errors.csv"
+
+
+def write_generation_errors(run_dir: Any) -> int:
+    """``generation_errors.csv``: every input of this run whose generation failed (dataset, task,
+    input id, reason), gathered from the run's ``generated/<dataset>/<task>.parquet``; returns the
+    count (0 writes nothing). The run is partial when it is not 0 (``summary.json`` says so)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frames = []
+    for path in sorted((run_dir / "generated").glob("*/*.parquet")):
+        t = pq.read_table(path, columns=["owner_id", "status", "error"]).to_pandas()
+        bad = t[t["status"] != "ok"]
+        if len(bad):
+            frames.append(bad.assign(dataset=path.parent.name, task=path.stem).rename(columns={"owner_id": "input_id"}))
+    if not frames:
+        return 0
+    out = pd.concat(frames)[["dataset", "task", "input_id", "error"]]
+    out.to_csv(run_dir / ERRORS_FILE, index=False)
+    return len(out)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import SecretStr
 
 from rsretrieval.generation.config import GenerationConfig
 from rsretrieval.generation.gemini import GeminiGenerator, GenerationInput, api_key_from_env
@@ -98,12 +99,12 @@ def _tiff_as_png(data: bytes) -> bytes:
 class GenerationStage:
     """``map_batches`` callable: input rows -> (input_id, key, status, skipped) per row."""
 
-    def __init__(self, task_name: str, cfg_json: str, store_dir: str, pacer: Any, api_key: str) -> None:
+    def __init__(self, task_name: str, cfg_json: str, store_dir: str, pacer: Any, api_key: SecretStr) -> None:
         self.cfg = GenerationConfig.model_validate_json(cfg_json)
         self.task = get_task(task_name)
         self.store = ResponseStore(store_dir)
         self.done = self.store.done_keys(task_name, self.cfg.retry_failed)
-        self.generator = GeminiGenerator(self.cfg, RayLimiter(pacer), api_key=api_key)
+        self.generator = GeminiGenerator(self.cfg, RayLimiter(pacer), api_key=api_key.get_secret_value())
         self.loop = asyncio.new_event_loop()
 
     async def _one(self, sem: asyncio.Semaphore, row: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +189,7 @@ def run_generation(task_name: str, inputs: pa.Table, cfg: GenerationConfig, stor
     t0 = time.perf_counter()
     # the key is read from the driver's environment (fail fast, before any Ray work) and handed to
     # the actors, which on a cluster do not see the driver's environment
-    api_key = api_key_from_env()
+    api_key = SecretStr(api_key_from_env())  # shown as '**********' if Ray ever prints the actor's arguments
     pacer = pacer_actor(cfg)  # held for the whole run: an unreferenced actor would be collected
     cols = {c: inputs[c] if c in inputs.column_names else pa.nulls(inputs.num_rows, pa.string()) for c in INPUT_COLUMNS}
     ds = dataset_from_table(pa.table(cols), cfg.batch_size, cfg.actors).map_batches(
