@@ -29,3 +29,14 @@ class DatasetFormatError(DatasetError):
         self.path = str(path)
         self.entry = entry
         self.problem = problem
+
+
+class ImageDecodeError(DatasetError, OSError):
+    """An image file exists but cannot be decoded (truncated, corrupt, not an image)."""
+
+    def __init__(self, uri: str, stage: str, cause: BaseException) -> None:
+        super().__init__(
+            f"image file {uri} cannot be decoded ({stage}): {type(cause).__name__}: {cause}. Replace the file, or set "
+            "datasets[].verify_images: decode to quarantine undecodable images before any stage runs.")
+        self.uri = uri
+        self.stage = stage

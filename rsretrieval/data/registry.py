@@ -39,28 +39,29 @@ def _require(cfg: DatasetConfig, field: str) -> Path:
 
 def load_dataset(cfg: DatasetConfig, cache_dir: Path) -> RSDataset:
     """Read one configured dataset into the common tables (all splits)."""
+    check = cfg.verify_images != "off"  # file existence; decoding is checked later, on the evaluated split only
     if cfg.format == "synthrs":
         ds = load_synthrs_dataset(cfg.synthrs, cache_dir)
     elif cfg.format == "karpathy":
         from rsretrieval.data.karpathy import read_karpathy
 
-        ds = read_karpathy(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name)
+        ds = read_karpathy(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name, verify_images=check)
     elif cfg.format == "nwpu":
         from rsretrieval.data.nwpu import read_nwpu
 
-        ds = read_nwpu(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name)
+        ds = read_nwpu(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name, verify_images=check)
     elif cfg.format == "precomp":
         from rsretrieval.data.precomp import read_precomp
 
-        ds = read_precomp(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name)
+        ds = read_precomp(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name, verify_images=check)
     elif cfg.format == "custom":
         from rsretrieval.data.custom import read_custom
 
-        ds = read_custom(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name)
+        ds = read_custom(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name, verify_images=check)
     elif cfg.format == "harma":
         from rsretrieval.data.harma import read_harma
 
-        ds = read_harma(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name)
+        ds = read_harma(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name, verify_images=check)
     else:  # pragma: no cover - pydantic's Literal already rejects it
         raise ValueError(f"unknown dataset format {cfg.format!r}")
     return ds

@@ -107,10 +107,10 @@ class ImageEmbedStage(_EmbedStage):
         self.pool = ThreadPoolExecutor(decode_threads)
 
     def _load(self, uri: str):
-        from PIL import Image
+        from rsretrieval.data.quarantine import open_rgb
 
-        with Image.open(uri) as im:
-            return self.backbone.preprocess(im.convert("RGB"))
+        # a bad file fails naming itself (ImageDecodeError); verify_images: decode keeps such files out
+        return self.backbone.preprocess(open_rgb(uri, "image embedding"))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         import torch

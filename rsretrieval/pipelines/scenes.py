@@ -51,14 +51,20 @@ class SceneBoxStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         from PIL import Image
 
+        from rsretrieval.data.errors import ImageDecodeError
+        from rsretrieval.data.quarantine import open_rgb
+
         rows: list[dict] = []
         for iid, uri in zip(batch["image_id"], batch["uri"]):
-            try:
-                with Image.open(str(uri)) as im:
-                    image = im.convert("RGB") if self.segmenter is not None else im
-                    rows += scenes_rows(str(iid), image_scene_boxes(image, self.method, self.cfg, self.segmenter))
-            except OSError as exc:
-                raise OSError(f"image {iid} ({uri}): cannot be read for scene cropping: {exc}") from exc
+            if self.segmenter is not None:
+                image = open_rgb(str(uri), "scene boxes")
+            else:  # uniform boxes need the size only: the header, not the pixels
+                try:
+                    with Image.open(str(uri)) as im:
+                        image = im
+                except Exception as exc:
+                    raise ImageDecodeError(str(uri), "scene boxes", exc) from exc
+            rows += scenes_rows(str(iid), image_scene_boxes(image, self.method, self.cfg, self.segmenter))
         return pa.Table.from_pylist(rows, schema=IMAGE_SCENES_SCHEMA)
 
 
@@ -110,8 +116,8 @@ class SceneCropEmbedStage(_EmbedStage):
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         import torch
-        from PIL import Image
 
+        from rsretrieval.data.quarantine import open_rgb
         from rsretrieval.encoders.loader import encode_images
 
         pixels, opened = [], {}
@@ -119,8 +125,7 @@ class SceneCropEmbedStage(_EmbedStage):
             uri = str(uri)
             if uri not in opened:  # scene rows of one image are adjacent: decode it once per batch
                 opened.clear()
-                with Image.open(uri) as im:
-                    opened[uri] = im.convert("RGB")
+                opened[uri] = open_rgb(uri, "scene crop embedding")
             pixels.append(self.backbone.preprocess(opened[uri].crop(tuple(int(v) for v in box))))
         vectors = encode_images(self.backbone, torch.stack(pixels))
         return _vectors_table([str(i) for i in batch["scene_id"]], vectors)
