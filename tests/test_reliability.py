@@ -82,6 +82,21 @@ def test_poison_inputs_are_bounded_and_listed(ray_local, tmp_path: Path) -> None
     # the failures are stored (paid, with their reason) and a rerun does not ask for them again
     failed = [r for r in ResponseStore(tmp_path / "store").records("text_scenes") if r.status == "failed"]
     assert sorted(r.input_id for r in failed) == ["row0", "row1"]
+    # what a benchmark run makes of them: generated/<dataset>/<task>.parquet -> generation_errors.csv
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from rsretrieval.pipelines.benchmark_generation import ERRORS_FILE, write_generation_errors
+    from rsretrieval.pipelines.generate_job import outputs_table
+
+    out = tmp_path / "run" / "generated" / "synthrs" / "text_scenes.parquet"
+    out.parent.mkdir(parents=True)
+    latest = ResponseStore(tmp_path / "store").latest("text_scenes").values()
+    pq.write_table(outputs_table({r.input_id: r for r in latest}), out)
+    assert write_generation_errors(tmp_path / "run") == 2
+    table = pd.read_csv(tmp_path / "run" / ERRORS_FILE)
+    assert sorted(table["input_id"]) == ["row0", "row1"] and set(table["task"]) == {"text_scenes"}
+    assert table["error"].str.len().min() > 10  # the reason, not just "failed"
 
 
 @pytest.mark.slow
