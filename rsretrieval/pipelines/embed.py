@@ -227,6 +227,8 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
     """
     import ray
 
+    from rsretrieval.pipelines.ray_memory import spill_delta, spill_note, spill_stats
+
     stage = stage or {"images": ImageEmbedStage, "captions": TextEmbedStage, "text_scenes": TextEmbedStage}[kind]
     key = embedding_key(kind, table, stage.input_columns, backbone_name, checkpoint)
     final = Path(cache_dir) / "embeddings" / f"{kind}-{backbone_name}-{key}"
@@ -235,6 +237,7 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
         return final, True
     tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     t0 = time.perf_counter()
+    spill_before = spill_stats()
     size = _pool_size(cfg)
     ds = dataset_from_table(table.select(list(stage.input_columns)), cfg.batch_size, size)
     ds = ds.map_batches(
@@ -249,8 +252,11 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
         batch_format="numpy",
     )
     ds.write_parquet(str(tmp))
+    spilled = spill_delta(spill_before, spill_stats())  # memory pressure: a note, the stage still completed
+    if note := spill_note(f"embeddings {kind}", spilled):
+        log.warning(note)
     (tmp / "_SUCCESS").write_text(json.dumps({"rows": table.num_rows, "backbone": backbone_name,
-                                               "seconds": time.perf_counter() - t0}))
+                                               "seconds": time.perf_counter() - t0, "object_store_spill": spilled}))
     if final.exists():  # a stale incomplete folder from an older layout
         shutil.rmtree(final)
     os.replace(tmp, final)
