@@ -47,6 +47,13 @@ def benchmark(args: argparse.Namespace) -> Any:
     if args.print_config:
         print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         return None
+    if getattr(args, "seeds", None):
+        from rsretrieval.pipelines.seeds import run_seeds
+
+        out = run_seeds(cfg, args.seeds)
+        print((out / "results_seeds.md").read_text(encoding="utf-8"))
+        print(f"mean ± sd over seeds {args.seeds}: {out / 'results_seeds.csv'}")
+        return out
     result = run_benchmark(cfg)
     print(result.results_md.read_text(encoding="utf-8"))
     print(f"results: {result.results_csv}\nper-query ranks: {result.run_dir / 'per_query'}\n"
@@ -54,10 +61,17 @@ def benchmark(args: argparse.Namespace) -> Any:
     return result
 
 
+def add_seeds_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                   help="run once per training seed (graph encoder / GMN / heads) and write mean ± sd per cell "
+                        "to <output_dir>/<run_name>-seeds/")
+
+
 def benchmark_main(argv: list[str] | None = None) -> Any:
     """Entry point of ``rayjobs/full_benchmark.py``."""
     p = argparse.ArgumentParser(description=BENCHMARK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_benchmark_args(p)
+    add_seeds_arg(p)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return benchmark(p.parse_args(argv))
 
@@ -245,6 +259,7 @@ def main(argv: list[str] | None = None) -> Any:
     b = sub.add_parser("benchmark", help="run the benchmark", description=BENCHMARK_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_benchmark_args(b)
+    add_seeds_arg(b)
     b.set_defaults(func=benchmark)
     sub.add_parser("backbones", help="list registered backbones").set_defaults(func=list_backbones_cmd)
     au = sub.add_parser("audit", help="duplicate and leakage audit of the configured datasets", description=AUDIT_HELP,
