@@ -136,7 +136,10 @@ def test_cost_tables(quick_run) -> None:
     v2v = steps[(steps["mode"] == "v2v") & (steps["variant"] == "fine_grained")]
     assert list(v2v["step"]) == ["embed images", "embed query captions", "cosine similarity", "rank"]
     s2s = summary[(summary["mode"] == "s2s") & (summary["crops"] == "uniform")].iloc[0]
-    assert s2s["prep_seconds"] > summary[summary["mode"] == "v2v"].iloc[0]["prep_seconds"]  # crops on top
+    prep = steps[(steps["mode"] == "s2s") & (steps["crops"] == "uniform") & (steps["variant"] == s2s["variant"])
+                 & (steps["side"] == "data preparation")]
+    assert list(prep["step"]) == ["crop images (uniform)", "embed crops"]  # S2S never embeds whole images
+    assert s2s["prep_seconds"] == pytest.approx(prep["seconds"].sum()) and s2s["prep_seconds"] > 0
     assert s2s["ms_per_query"] == pytest.approx(1000 * s2s["inference_seconds"] / s2s["n_queries"])
     assert "Table 13" in (res.run_dir / "cost.md").read_text()
 

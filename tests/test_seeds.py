@@ -62,8 +62,8 @@ def test_cells_missing_from_a_seed_keep_the_seeds_they_have() -> None:
 
 @pytest.mark.slow
 def test_benchmark_once_per_seed(tmp_path: Path, session_cache: Path, ray_local) -> None:
-    """Two seeds of the trained G2G cells on the quick config: the V2V and Hungarian cells agree
-    exactly across seeds, the trained GMN cells are reported with their spread."""
+    """Two seeds of the trained G2G cells on the quick config: the V2V and vanilla Hungarian cells
+    agree exactly across seeds, the trained cells are reported with their spread."""
     from rsretrieval.cli import benchmark_main
     from tests.conftest import QUICK_CONFIG
 
@@ -74,7 +74,8 @@ def test_benchmark_once_per_seed(tmp_path: Path, session_cache: Path, ray_local)
     agg = pd.read_csv(out / "results_seeds.csv")
     assert (agg["n_seeds"] == 2).all()
     assert (tmp_path / "s-seed0" / "results.csv").exists() and (tmp_path / "s-seed1" / "results.csv").exists()
-    fixed = agg[(agg["mode"] == "v2v") | (agg["similarity"] == "hungarian")]
+    # the seed moves only trained models: Hungarian on trained node embeddings may move, on vanilla never
+    fixed = agg[(agg["mode"] == "v2v") | ((agg["similarity"] == "hungarian") & (agg["training"] == "vanilla"))]
     assert len(fixed) and (fixed["mR_sd"] == 0).all()
     assert (agg["training"] == "trained").any()
     print("\n[seeds]\n" + (out / "results_seeds.md").read_text())
