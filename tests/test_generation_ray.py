@@ -71,3 +71,17 @@ def test_generate_job_chains_image_graph_and_dry_run_sees_the_store(ray_local, t
         estimate = main(common + ["--task", "image_graph", "--task", "text_scenes", "--task", "text_graph", "--dry-run"])
         assert {r["task"]: r["requested"] for r in estimate} == {"image_graph": 3, "text_scenes": 0, "text_graph": 3}
         assert sum(server.requests_per_input.values()) == n_requests  # a dry run sends nothing
+
+
+def test_generation_after_ray_restarts_in_the_same_process(ray_local, tmp_path: Path) -> None:
+    """The pacer handle is cached per Ray session: job ids repeat ("01000000") after a restart, and
+    reusing the old session's handle crashed the process (Ray core check failure, exit 1)."""
+    from rsretrieval.pipelines.generation import run_generation
+
+    with FakeGeminiServer(task_responder) as server:
+        cfg = GenerationConfig(backend="gemini", base_url=server.base_url, actors=1)
+        for i in range(2):
+            summary, _ = run_generation("text_scenes", _inputs(3), cfg, tmp_path / f"store{i}")
+            assert summary.ok == 3
+            ray_local.shutdown()
+            ray_local.init(address="local", num_cpus=2, include_dashboard=False)  # as conftest's ray_local

@@ -36,7 +36,7 @@ PACER_NAME = "rsretrieval-gemini-pacer"
 INPUT_COLUMNS = ("input_id", "text", "uri", "extra_text")
 
 
-_PACERS: dict[tuple[str, int, int], Any] = {}
+_PACERS: dict[tuple[str, str, int, int], Any] = {}
 
 
 def pacer_actor(cfg: GenerationConfig) -> Any:
@@ -47,16 +47,19 @@ def pacer_actor(cfg: GenerationConfig) -> Any:
 
     from rsretrieval.generation.limiter import Pacer
 
-    key = (ray.get_runtime_context().get_job_id(), cfg.requests_per_minute, cfg.tokens_per_minute)
+    ctx = ray.get_runtime_context()
+    # the driver's node id tells Ray sessions apart: job ids repeat ("01000000") when a process shuts
+    # Ray down and starts it again, and a handle from the old session must not be reused
+    key = (ctx.get_node_id(), ctx.get_job_id(), cfg.requests_per_minute, cfg.tokens_per_minute)
     if key not in _PACERS:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         # On the driver's node: a worker node lost mid-run must not take the job's quota book with
         # it (if the driver's node goes, the job goes anyway). Restartable all the same: a restarted
         # pacer starts an empty book, so at worst one burst of at most `actors x concurrency`.
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        here = NodeAffinitySchedulingStrategy(ctx.get_node_id(), soft=True)
         remote = ray.remote(num_cpus=0, max_concurrency=64, max_restarts=-1, max_task_retries=-1)(Pacer)
-        _PACERS[key] = remote.options(name=f"{PACER_NAME}-{key[0]}-{key[1]}-{key[2]}", namespace=NAMESPACE,
+        _PACERS[key] = remote.options(name=f"{PACER_NAME}-{key[1]}-{key[2]}-{key[3]}", namespace=NAMESPACE,
                                       scheduling_strategy=here).remote(cfg.requests_per_minute, cfg.tokens_per_minute)
     return _PACERS[key]
 
