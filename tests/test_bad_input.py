@@ -281,3 +281,21 @@ def test_benchmark_quarantines_corrupt_images_end_to_end(broken_dataset, tmp_pat
                                                    "run_name=strict"])
     with pytest.raises(Exception, match=r"bad_.* cannot be decoded .*verify_images: decode"):
         run_benchmark(strict)
+
+
+def test_decode_checks_are_cached_until_a_file_changes(broken_dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun over the same files does not decode them again; a changed file is checked again."""
+    import os
+
+    from rsretrieval.data import quarantine
+
+    csv, root, good, bad = broken_dataset
+    uris = sorted(str(p) for p in root.iterdir())
+    first = quarantine.decode_errors(uris, threads=2, cache_dir=tmp_path / "cache")
+    assert sum(e is not None for e in first) == len(bad)
+    calls = []
+    monkeypatch.setattr(quarantine, "decode_error", lambda u: calls.append(u))
+    assert quarantine.decode_errors(uris, threads=2, cache_dir=tmp_path / "cache") == first and calls == []
+    os.utime(uris[0], ns=(1, 1))  # a file changed: the whole check runs again
+    quarantine.decode_errors(uris, threads=2, cache_dir=tmp_path / "cache")
+    assert len(calls) == len(uris)

@@ -9,6 +9,8 @@ images in = kept + quarantined; captions in = kept + dropped with their image.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -83,12 +85,41 @@ class QuarantineResult:
                 f"quarantine-{self.dataset.name}.csv) and their {self.captions_dropped} captions left out")
 
 
-def quarantine_images(ds: RSDataset, threads: int | None = None) -> QuarantineResult:
-    """Decode every image of ``ds`` (a thread pool: PIL releases the GIL while decoding) and drop the
-    images that fail, with their captions and graphs."""
-    ids, uris = ds.images["image_id"].to_pylist(), ds.images["uri"].to_pylist()
+def _files_key(uris: list[str]) -> str:
+    """Digest of every file's (path, size, mtime): a decode check holds while none of them changes."""
+    h = hashlib.sha256(b"decode-check-v1\n")
+    for u in uris:
+        try:
+            st = os.stat(u)
+            h.update(f"{u}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{u}\tmissing\n".encode())
+    return h.hexdigest()[:24]
+
+
+def decode_errors(uris: list[str], threads: int | None = None, cache_dir: Path | None = None) -> list[str | None]:
+    """:func:`decode_error` of every file (a thread pool: PIL releases the GIL while decoding). With
+    ``cache_dir`` the answers are kept under ``<cache_dir>/decode_checks/`` for the same files (path,
+    size, mtime), so a rerun does not decode the corpus again."""
+    cache = Path(cache_dir) / "decode_checks" / f"{_files_key(uris)}.json" if cache_dir else None
+    if cache is not None and cache.is_file():
+        bad = json.loads(cache.read_text())
+        return [bad.get(u) for u in uris]
     with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
         errors = list(pool.map(decode_error, uris))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({u: e for u, e in zip(uris, errors) if e is not None}))
+        os.replace(tmp, cache)
+    return errors
+
+
+def quarantine_images(ds: RSDataset, threads: int | None = None, cache_dir: Path | None = None) -> QuarantineResult:
+    """Decode every image of ``ds`` and drop the images that fail, with their captions and graphs
+    (decode results cached under ``cache_dir`` when given, see :func:`decode_errors`)."""
+    ids, uris = ds.images["image_id"].to_pylist(), ds.images["uri"].to_pylist()
+    errors = decode_errors(uris, threads, cache_dir)
     bad = {i: (u, e) for i, u, e in zip(ids, uris, errors) if e is not None}
     if bad and len(bad) == len(ids):
         uri, err = next(iter(bad.values()))

@@ -295,7 +295,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
             if dcfg.verify_images == "decode":  # undecodable images leave with their captions, counted
                 from rsretrieval.data.quarantine import quarantine_images
 
-                quarantined = quarantine_images(ds)
+                quarantined = quarantine_images(ds, cache_dir=cfg.cache_dir)
                 ds = quarantined.dataset
                 tracker.log_metrics({f"data.{dcfg.name}.quarantined_images": quarantined.rows.num_rows})
                 if quarantined.rows.num_rows:
