@@ -45,20 +45,28 @@ def dataset_from_table(table: pa.Table, batch_size: int, actors: int):
 
     n = min(max(actors, -(-table.num_rows // max(1, batch_size))), max(1, table.num_rows))
     try:
-        from ray.data._internal.logical.interfaces import LogicalPlan
-        from ray.data._internal.logical.operators.from_operators import FromArrow
-        from ray.data._internal.stats import DatasetStats
-        from ray.data.block import BlockMetadataWithSchema
-        from ray.data.context import DataContext
-    except ImportError:  # another Ray layout: the public path
+        return _presliced_dataset(table, n)
+    except (ImportError, AttributeError, TypeError):  # Ray's internals moved (pyproject allows >= 2.40)
         return ray.data.from_arrow(table).repartition(n)
+
+
+def _presliced_dataset(table: pa.Table, n: int):
+    """``n`` contiguous blocks of ``table`` as a materialized Ray Dataset, metadata computed here
+    (Ray Data internals of 2.5x-2.6x, as ``from_items`` builds its dataset)."""
+    import ray
+    from ray.data._internal.logical.interfaces import LogicalPlan
+    from ray.data._internal.logical.operators.from_operators import FromArrow
+    from ray.data._internal.stats import DatasetStats
+    from ray.data.block import BlockMetadataWithSchema
+    from ray.data.context import DataContext
+
     step, extra = divmod(table.num_rows, n)
     blocks, meta, start = [], [], 0
     for i in range(n):
         block = table.slice(start, step + (i < extra)).combine_chunks()
         start += block.num_rows
-        blocks.append(ray.put(block))
         meta.append(BlockMetadataWithSchema.from_block(block))
+        blocks.append(ray.put(block))
     context = DataContext.get_current().copy()
     return ray.data.dataset.MaterializedDataset(
         LogicalPlan(FromArrow(blocks, meta), context), context,
