@@ -299,3 +299,19 @@ def test_decode_checks_are_cached_until_a_file_changes(broken_dataset, tmp_path:
     os.utime(uris[0], ns=(1, 1))  # a file changed: the whole check runs again
     quarantine.decode_errors(uris, threads=2, cache_dir=tmp_path / "cache")
     assert len(calls) == len(uris)
+
+
+def test_training_splits_are_quarantined_too(broken_dataset, tmp_path: Path) -> None:
+    """Graph training and the VG2VG heads embed other splits: their bad files leave the same way."""
+    from rsretrieval.config import DatasetConfig, load_config
+    from rsretrieval.data.registry import load_dataset
+    from rsretrieval.pipelines.graph_training import split_dataset
+
+    csv, root, good, bad = broken_dataset
+    cfg = load_config(None, [f"cache_dir={tmp_path / 'cache'}"])
+    dcfg = DatasetConfig(name="mine", format="custom", annotations=csv, image_root=root, verify_images="decode")
+    sub = split_dataset(cfg, load_dataset(dcfg, tmp_path / "cache"), dcfg, "test", None)
+    assert sub.name == "mine-test" and sub.images.num_rows == GOOD and sub.captions.num_rows == 2 * GOOD
+    keep = split_dataset(cfg, load_dataset(dcfg, tmp_path / "cache"), dcfg.model_copy(update={"verify_images": "exists"}),
+                         "test", None)
+    assert keep.images.num_rows == GOOD + BAD  # 'exists' leaves them to the stage, which names the file

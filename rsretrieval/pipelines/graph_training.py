@@ -154,10 +154,17 @@ def split_dataset(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, split: str, 
     """The split as its own dataset named ``<dataset>-<split>`` (its generated outputs go to their own folder)."""
     try:
         sub = evaluation_split(full, dcfg.model_copy(update={"split": split, "limit_images": limit}))
-        return dataclasses.replace(sub, name=f"{dcfg.name}-{split}")
     except Exception as exc:  # noqa: BLE001 - a dataset without that split is trained on nothing
         log.info("%s: no %s split for graph training (%s)", dcfg.name, split, exc)
         return None
+    if getattr(dcfg, "verify_images", "exists") == "decode":  # as the evaluated split: bad files leave, counted
+        from rsretrieval.data.quarantine import quarantine_images
+
+        checked = quarantine_images(sub, cache_dir=cfg.cache_dir)
+        if checked.rows.num_rows:
+            log.warning("%s", checked.note())
+        sub = checked.dataset
+    return dataclasses.replace(sub, name=f"{dcfg.name}-{split}")
 
 
 def prepare_training_graphs(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any) -> GraphModels:
