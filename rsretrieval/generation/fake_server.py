@@ -21,129 +21,24 @@ like an online request, once, when its batch succeeds; ``batches_created`` count
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import random
-import re
 import select
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import parse_qs
 
-__all__ = ["FakeRequest", "FaultConfig", "FakeGeminiServer"]
+from rsretrieval.generation.fake_batch import BatchModeMixin
+from rsretrieval.generation.fake_protocol import (_BATCH_CREATE, _BATCHES, _ROUTE, FakeRequest, FaultConfig,
+                                                  default_responder, error_body, format_duration, parse_request,
+                                                  success_body)
 
-_ROUTE = re.compile(r"^/(v1|v1beta)/models/([A-Za-z0-9._\-]+):generateContent$")
-_BATCH_CREATE = re.compile(r"^/(v1|v1beta)/models/([A-Za-z0-9._\-]+):batchGenerateContent$")
-_BATCHES = re.compile(r"^/(v1|v1beta)/batches(?:/([A-Za-z0-9._\-]+))?(:cancel)?$")
-BATCH_TERMINAL = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED")
-_STATUS_TEXT = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
-                500: "INTERNAL", 503: "UNAVAILABLE"}
-_MESSAGES = {429: "Resource has been exhausted (e.g. check quota).",
-             500: "An internal error has occurred.", 503: "The model is overloaded."}
-IMAGE_TOKENS = 258
+__all__ = ["FakeRequest", "FaultConfig", "FakeGeminiServer", "default_responder", "error_body", "format_duration",
+           "parse_request", "success_body"]
 
-
-@dataclass
-class FakeRequest:
-    """One parsed ``generateContent`` request."""
-
-    model: str
-    api_version: str
-    body: dict[str, Any]
-    texts: list[str]
-    n_images: int
-    system_instruction: str | None
-    input_key: str
-
-
-@dataclass
-class FaultConfig:
-    """Fault-injection settings; probabilities are drawn per request."""
-
-    rate_429: float = 0.0
-    retry_delay_s: float = 1.0
-    rate_5xx: float = 0.0
-    rate_timeout: float = 0.0
-    timeout_sleep_s: float = 5.0
-    rate_malformed: float = 0.0
-    rate_schema_violation: float = 0.0
-    rpm_quota: int | None = None
-    latency_s: float = 0.0
-    seed: int = 0
-    batch_polls: int = 1  # GETs of a batch job before it completes
-    batch_seconds: float = 0.0  # and seconds since its creation
-    batch_state: str = "BATCH_STATE_SUCCEEDED"  # how batch jobs end (FAILED / CANCELLED / EXPIRED to test)
-    rate_batch_item_error: float = 0.0  # an inlined request answered with an error instead of a response
-    # poison inputs: a request whose text contains the key always gets that fault ("5xx" | "malformed")
-    poison: dict[str, str] = field(default_factory=dict)
-
-
-def _parts(contents: Any) -> list[dict[str, Any]]:
-    """All part dicts of a ``contents`` value (list of Content, or one Content)."""
-    if isinstance(contents, dict):
-        contents = [contents]
-    out: list[dict[str, Any]] = []
-    for content in contents if isinstance(contents, list) else []:
-        if isinstance(content, dict):
-            out.extend(p for p in content.get("parts") or [] if isinstance(p, dict))
-    return out
-
-
-def parse_request(model: str, api_version: str, body: dict[str, Any]) -> FakeRequest:
-    """Build a :class:`FakeRequest` from a decoded request body."""
-    contents = body.get("contents", [])
-    parts = _parts(contents)
-    texts = [p["text"] for p in parts if isinstance(p.get("text"), str)]
-    n_images = sum(1 for p in parts if "inline_data" in p or "inlineData" in p)
-    sys_raw = body.get("systemInstruction", body.get("system_instruction"))
-    sys_texts = [p["text"] for p in _parts(sys_raw) if isinstance(p.get("text"), str)]
-    key = hashlib.sha256(json.dumps(contents, sort_keys=True).encode()).hexdigest()
-    return FakeRequest(model, api_version, body, texts, n_images,
-                       "\n".join(sys_texts) if sys_texts else None, key)
-
-
-def default_responder(req: FakeRequest) -> str:
-    """Echo the first 50 characters of the first text part as JSON."""
-    return json.dumps({"echo": req.texts[0][:50] if req.texts else ""})
-
-
-def format_duration(seconds: float) -> str:
-    """Format seconds as a protobuf Duration string, e.g. ``"1s"``, ``"0.5s"``."""
-    s = f"{max(seconds, 0.0):.3f}".rstrip("0").rstrip(".")
-    return f"{s}s"
-
-
-def success_body(req: FakeRequest, text: str) -> dict[str, Any]:
-    """The JSON body of a successful ``generateContent`` answer."""
-    p = sum(len(t) // 4 + 1 for t in req.texts) + IMAGE_TOKENS * req.n_images
-    c = len(text) // 4 + 1
-    return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
-                            "finishReason": "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": p, "candidatesTokenCount": c,
-                              "totalTokenCount": p + c},
-            "modelVersion": req.model}
-
-
-def error_body(code: int, message: str | None = None,
-               retry_delay_s: float | None = None) -> dict[str, Any]:
-    """A Google-style error body; 429s may carry a ``RetryInfo`` detail."""
-    err: dict[str, Any] = {"code": code, "message": message or _MESSAGES.get(code, "Error"),
-                           "status": _STATUS_TEXT.get(code, "UNKNOWN")}
-    if retry_delay_s is not None:
-        err["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                           "retryDelay": format_duration(retry_delay_s)}]
-    return {"error": err}
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
-
-
-class FakeGeminiServer:
+class FakeGeminiServer(BatchModeMixin):
     """Threaded local HTTP server imitating Gemini ``generateContent``."""
 
     def __init__(self, responder: Callable[[FakeRequest], str] | None = None,
@@ -304,118 +199,6 @@ class FakeGeminiServer:
                 self.successes_per_input[req.input_key] -= 1
                 if self.successes_per_input[req.input_key] <= 0:
                     del self.successes_per_input[req.input_key]
-
-    # --- Batch mode (Developer API, inline requests) -------------------------------------------
-
-    def _batch_op(self, job: dict[str, Any], with_output: bool = True) -> dict[str, Any]:
-        """A job as the API returns it: a long-running Operation whose ``metadata`` is the batch."""
-        meta: dict[str, Any] = {
-            "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch",
-            "name": job["name"], "model": f"models/{job['model']}", "displayName": job["display_name"],
-            "createTime": _iso(job["created"]), "updateTime": _iso(job["updated"]), "state": job["state"],
-            "batchStats": job["stats"]}
-        done = job["state"] in BATCH_TERMINAL
-        if done:
-            meta["endTime"] = _iso(job["updated"])
-        op: dict[str, Any] = {"name": job["name"], "metadata": meta, "done": done}
-        if with_output and job["output"] is not None:
-            meta["output"] = {"inlinedResponses": {"inlinedResponses": job["output"]}}
-        return op
-
-    def _batch_create(self, h: _Handler, model: str, version: str, body: dict[str, Any]) -> None:
-        batch = body.get("batch") if isinstance(body.get("batch"), dict) else {}
-        items = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests")
-        if not isinstance(items, list) or not items:
-            h.send_json(400, error_body(400, "batch.inputConfig.requests.requests must list inline requests"))
-            return
-        with self._batch_lock:
-            self.batches_created += 1
-            bid, now = f"fake{self.batches_created:06d}", time.time()
-            job = {"id": bid, "name": f"batches/{bid}", "model": model, "api_version": version,
-                   "display_name": batch.get("displayName", ""), "requests": items, "polls": 0,
-                   "state": "BATCH_STATE_PENDING", "created": now, "updated": now, "output": None,
-                   "stats": {"requestCount": str(len(items)), "pendingRequestCount": str(len(items))}}
-            self.batches[bid] = job
-            op = self._batch_op(job)
-        h.send_json(200, op)
-
-    def _batch_get(self, h: _Handler, bid: str) -> None:
-        """One poll: the job completes (its requests are answered) once it is due."""
-        with self._batch_lock:
-            job = self.batches.get(bid)
-            if job is None:
-                h.send_json(404, error_body(404, f"batches/{bid} not found"))
-                return
-            job["polls"] += 1
-            f = self.faults
-            if job["state"] not in BATCH_TERMINAL:
-                if job["polls"] >= f.batch_polls and time.time() - job["created"] >= f.batch_seconds:
-                    self._batch_complete(job, f.batch_state)
-                else:
-                    job["state"], job["updated"] = "BATCH_STATE_RUNNING", time.time()
-            op = self._batch_op(job)
-        h.send_json(200, op)
-
-    def _batch_complete(self, job: dict[str, Any], state: str) -> None:
-        out = [self._batch_item(job, item) for item in job["requests"]] if state == "BATCH_STATE_SUCCEEDED" else None
-        n, ok = len(job["requests"]), sum("response" in r for r in out or [])
-        job.update(state=state, updated=time.time(), output=out, stats={
-            "requestCount": str(n), "successfulRequestCount": str(ok), "failedRequestCount": str(n - ok)})
-
-    def _batch_item(self, job: dict[str, Any], item: Any) -> dict[str, Any]:
-        """Answer one inlined request like an online one (same responder, input key and counters)."""
-        item = item if isinstance(item, dict) else {}
-        req = parse_request(job["model"], job["api_version"], item.get("request") or {})
-        meta = {"metadata": item["metadata"]} if "metadata" in item else {}
-        with self._lock:
-            self.requests_per_input[req.input_key] += 1
-            self.requests.append(req)
-            fault = self._draw_item_fault()
-        if fault == "error":
-            return {"error": {"code": 13, "message": _MESSAGES[500]}, **meta}
-        if fault in ("malformed", "schema"):
-            return {"response": success_body(req, '{"truncated": [1, 2, ' if fault == "malformed" else "{}"), **meta}
-        try:
-            text = self.responder(req)
-        except Exception as exc:
-            return {"error": {"code": 13, "message": f"responder failed: {exc!r}"}, **meta}
-        with self._lock:
-            self.successes_per_input[req.input_key] += 1
-        return {"response": success_body(req, text), **meta}
-
-    def _draw_item_fault(self) -> str | None:
-        f = self.faults
-        if f.seed != self._rng_seed:
-            self._rng, self._rng_seed = random.Random(f.seed), f.seed
-        for kind, rate in (("error", f.rate_batch_item_error), ("malformed", f.rate_malformed),
-                           ("schema", f.rate_schema_violation)):
-            if rate > 0 and self._rng.random() < rate:
-                return kind
-        return None
-
-    def _batch_list(self, h: _Handler, query: str) -> None:
-        q = parse_qs(query)
-        size, start = int(q.get("pageSize", ["50"])[0]), int(q.get("pageToken", ["0"])[0] or 0)
-        with self._batch_lock:
-            jobs = list(reversed(self.batches.values()))  # newest first
-            page = [self._batch_op(j, with_output=False) for j in jobs[start:start + size]]
-        body: dict[str, Any] = {"operations": page}
-        if start + size < len(jobs):
-            body["nextPageToken"] = str(start + size)
-        h.send_json(200, body)
-
-    def _batch_cancel_or_delete(self, h: _Handler, bid: str, delete: bool) -> None:
-        with self._batch_lock:
-            job = self.batches.get(bid)
-            if job is None:
-                h.send_json(404, error_body(404, f"batches/{bid} not found"))
-                return
-            if delete:
-                del self.batches[bid]
-            elif job["state"] not in BATCH_TERMINAL:
-                job.update(state="BATCH_STATE_CANCELLED", updated=time.time())
-        h.send_json(200, {})
-
 
 class _Handler(BaseHTTPRequestHandler):
     """HTTP/1.1 keep-alive handler; ``fake`` is set on a per-server subclass."""
