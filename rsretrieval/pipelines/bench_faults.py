@@ -5,7 +5,7 @@ the fake Gemini server and returns the figures the reliability suite asserts and
 
 1. node loss: a worker node of a ``ray.cluster_utils.Cluster`` is removed while its actors have
    requests in flight; reports stored outputs per input and the paid-call amplification
-   (server answers / unique inputs).
+   (server hits / unique inputs: a request cut off with its node may still be billed).
 2. fault mix: 429 with retryDelay, 5xx and timeouts on a share of requests, under a server-side
    requests/min quota equal to the job's; reports rows lost, the smallest retry gap over the
    retryDelay asked for, and the requests the server refused for quota.
@@ -90,7 +90,7 @@ def node_loss_phase(n: int, store: Path, after_fraction: float = 0.3) -> dict[st
             "rows_lost": n - sum(1 for r in records.values() if r.status == "ok"),
             "stored_outputs_min": min(per_input.values(), default=0), "stored_outputs_max": max(per_input.values(), default=0),
             "inputs_stored": len(per_input), "server_answers": answers, "server_requests": requests,
-            "paid_call_amplification": answers / n, "seconds": time.monotonic() - t0}
+            "paid_call_amplification": requests / n, "seconds": time.monotonic() - t0}
 
 
 def fault_mix_phase(n: int, store: Path, rate: float = 0.3, rpm: int = 1200) -> dict[str, Any]:
