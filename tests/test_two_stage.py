@@ -32,15 +32,26 @@ def full_run(tmp_path_factory: pytest.TempPathFactory, session_cache: Path, ray_
     return _run(tmp_path_factory.mktemp("full"), session_cache)
 
 
-def test_shortlist_of_every_image_equals_the_full_matrix(full_run, tmp_path: Path, session_cache: Path) -> None:
+def _no_whole_reads(*args, **kwargs):
+    raise AssertionError("the two-stage path read an embeddings folder whole")
+
+
+def test_shortlist_of_every_image_equals_the_full_matrix(full_run, tmp_path: Path, session_cache: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # the two-stage path reads every vector through ordered memory-mapped stores, never a whole folder
+    monkeypatch.setattr("rsretrieval.pipelines.benchmark.read_embeddings", _no_whole_reads)
+    monkeypatch.setattr("rsretrieval.pipelines.scenes.read_packed", _no_whole_reads)
     two = _run(tmp_path, session_cache, "eval.shortlist_k=48")  # quick test split: 48 images
+    assert list(session_cache.glob("embeddings/images-*/_store-*/meta.json"))
+    assert list(session_cache.glob("embeddings/text_scenes-*/_store-*/meta.json"))
+    assert not (two.run_dir / "shortlists").exists()  # memory-mapped scratch, removed at the end
     a = pd.read_csv(full_run.results_csv).set_index(KEYS)
     b = pd.read_csv(two.results_csv).set_index(KEYS)
     assert set(a.index) == set(b.index) and len(a) == 2 * (1 + 2 + 2 + 2 * 2 + 2 * 2)  # graphs: 2 sources x (hungarian, untrained gmn)
     for col in ["R@1", "R@5", "R@10", "mR"]:
         pd.testing.assert_series_equal(a[col], b.loc[a.index, col], check_names=False)
     reranked = b[b.index.get_level_values("mode") != "v2v"]
-    assert (reranked["shortlist_recall"] == 100).all() and (reranked["shortlist_k"] == 48).all()
+    assert (b["shortlist_recall"] == 100).all() and (b["shortlist_k"] == 48).all()
     assert reranked["notes"].str.contains("reranked V2V top-48").all()
     for keys in a.index:
         name = per_query_name(dict(zip(KEYS, keys))) + ".parquet"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -78,17 +79,48 @@ def evaluate_cell(
     return CellResult(t2i, mr, i2t, mr6, t2i_ranks, seconds)
 
 
-def per_query_table(query_ids: list[str], gold: np.ndarray, image_ids: list[str], ranks: RankResult,
+def _string_array(ids: Any) -> pa.Array:
+    if isinstance(ids, pa.ChunkedArray):
+        return ids.combine_chunks()
+    return ids if isinstance(ids, pa.Array) else pa.array(list(ids), pa.string())
+
+
+def per_query_table(query_ids: Any, gold: np.ndarray, image_ids: Any, ranks: RankResult,
                     cell: dict[str, str]) -> pa.Table:
-    """One row per query: ids, gold image, rank, top-k image ids and scores, plus the cell keys."""
-    ids = np.asarray(image_ids, dtype=object)
-    n = len(query_ids)
-    cols = {k: pa.array([v] * n, pa.string()) for k, v in cell.items()}
+    """One row per query: ids, gold image, rank, top-k image ids and scores, plus the cell keys.
+
+    ``query_ids`` / ``image_ids``: lists or Arrow string arrays. Built with Arrow takes (no Python
+    list per query), so a block of a million queries costs its Arrow buffers only."""
+    ids = _string_array(image_ids)
+    n = len(gold)
+    cols: dict[str, Any] = {k: pa.repeat(pa.scalar(v, pa.string()), n) for k, v in cell.items()}
+    top_idx, top_scores = np.asarray(ranks.topk_idx, np.int64), np.asarray(ranks.topk_scores, np.float32)
+    k = top_idx.shape[1] if top_idx.ndim == 2 else 0
+    offsets = pa.array(np.arange(0, n * k + 1, max(k, 1), dtype=np.int32)[: n + 1] if k else np.zeros(n + 1, np.int32))
     cols.update({
-        "query_id": pa.array(query_ids, pa.string()),
-        "gold_image_id": pa.array([image_ids[g] for g in gold], pa.string()),
-        "rank": pa.array(ranks.ranks, pa.int64()),
-        "topk_image_ids": pa.array([list(ids[row]) for row in ranks.topk_idx], pa.list_(pa.string())),
-        "topk_scores": pa.array([list(map(float, row)) for row in ranks.topk_scores], pa.list_(pa.float32())),
+        "query_id": _string_array(query_ids),
+        "gold_image_id": ids.take(pa.array(np.asarray(gold, np.int64))),
+        "rank": pa.array(np.asarray(ranks.ranks, np.int64), pa.int64()),
+        "topk_image_ids": pa.ListArray.from_arrays(offsets, ids.take(pa.array(top_idx.reshape(-1)))),
+        "topk_scores": pa.ListArray.from_arrays(offsets, pa.array(top_scores.reshape(-1), pa.float32())),
     })
     return pa.table(cols)
+
+
+def write_per_query(path: Any, query_ids: Any, gold: np.ndarray, image_ids: Any, ranks: RankResult,
+                    cell: dict[str, str], block: int = 262_144) -> None:
+    """:func:`per_query_table` written ``block`` queries (one Parquet row group) at a time."""
+    import pyarrow.parquet as pq
+
+    qids, n = _string_array(query_ids), len(gold)
+    writer = None
+    try:
+        for a in range(0, max(n, 1), block):
+            part = RankResult(np.asarray(ranks.ranks[a : a + block]), np.asarray(ranks.topk_idx[a : a + block]),
+                              np.asarray(ranks.topk_scores[a : a + block]))
+            t = per_query_table(qids.slice(a, block), np.asarray(gold[a : a + block]), image_ids, part, cell)
+            writer = writer or pq.ParquetWriter(str(path), t.schema)
+            writer.write_table(t)
+    finally:
+        if writer is not None:
+            writer.close()

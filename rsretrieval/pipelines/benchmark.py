@@ -95,9 +95,10 @@ def _cells(cfg: BenchmarkConfig) -> list[tuple[str, str | None]]:
 
 def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bcfg: BackboneConfig,
                   tracker: Tracker, per_query_dir: Path, synthetic: bool, ledger: StageLedger) -> tuple[
-                      list[dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]]]:
+                      list[dict[str, Any]], dict[str, Any]]:
     """Embed one dataset split with one backbone and evaluate every variant, mode and crop method.
-    Also returns variant -> (caption vectors, image vectors), L2-normalised, for VG2VG."""
+    Also returns variant -> its global vectors for the graph modes (``FullVectors`` in memory, or on
+    the two-stage path ``StoredVectors`` with the V2V shortlist)."""
     from rsretrieval.matching.late_interaction import LateInteractionScorer, PackedVectors
     from rsretrieval.pipelines.scenes import embed_image_scenes, embed_text_scenes, read_packed
 
@@ -115,13 +116,10 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
         "images", ds.images, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
     cap_dir, cap_cached = embed("embed:captions", n_caps, lambda: embed_table(
         "captions", ds.captions, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
-    image_ids = ds.images["image_id"].to_pylist()
-    img_vec = read_embeddings(img_dir, image_ids)
-    img_sets: dict[str, PackedVectors] = {}
+    crop_dirs: dict[str, Path] = {}
     for method, table in scenes.image.items():
-        path, cached = embed(f"embed:crops:{scenes.crop_names[method]}", ds.images.num_rows, lambda: embed_image_scenes(
+        crop_dirs[method], cached = embed(f"embed:crops:{scenes.crop_names[method]}", ds.images.num_rows, lambda: embed_image_scenes(
             ds.images, table, method, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
-        img_sets[method] = read_packed(path, image_ids, table, "image_id")
         img_cached &= cached
     txt_dir = None
     if scenes.text is not None:
@@ -130,11 +128,28 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
             scenes.text, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
         cap_cached &= cached
     embed_seconds = time.perf_counter() - t0
+    base_notes = (["synthetic data"] if synthetic else []) + (["embedded rs-tiny"] if bcfg.name == "rs-tiny" else [])
+    if cfg.eval.shortlist_k:  # two-stage: every vector read from ordered memory-mapped stores
+        from rsretrieval.pipelines.two_stage import open_stores, two_stage_cells
+
+        def record(keys: dict[str, Any], cell: Any, caps: Any, gold: np.ndarray, q_size: float, d_size: float,
+                   note: str) -> dict[str, Any]:
+            info = {"query_vectors": q_size, "image_vectors": d_size, "embed_seconds": embed_seconds,
+                    "embeddings_cached": img_cached and cap_cached}
+            return record_cell(keys, cell, caps["caption_id"], gold, ds.images["image_id"], info, base_notes + [note],
+                               tracker, per_query_dir)
+
+        stores = open_stores(ds, scenes, img_dir, cap_dir, crop_dirs, txt_dir)
+        return two_stage_cells(cfg, ds, scenes, bcfg.name, stores, per_query_dir.parent, _cells(cfg), record)
+    from rsretrieval.pipelines.two_stage import FullVectors
+
+    image_ids = ds.images["image_id"].to_pylist()
+    img_vec = read_embeddings(img_dir, image_ids)
+    img_sets = {m: read_packed(p, image_ids, scenes.image[m], "image_id") for m, p in crop_dirs.items()}
     device = _scoring_device(cfg.eval.device)
     agg = cfg.late_interaction.aggregation
     rows: list[dict[str, Any]] = []
-    vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    shortlists: dict[str, Any] | None = {} if cfg.eval.shortlist_k else None  # variant -> V2V TopK
+    vectors: dict[str, Any] = {}
     for variant in cfg.variants:
         caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
         if caps.num_rows == 0:
@@ -142,9 +157,7 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
             continue
         cap_ids = caps["caption_id"].to_pylist()
         cap_vec = read_embeddings(cap_dir, cap_ids)
-        vectors[variant] = (_unit(cap_vec), _unit(img_vec))
-        if shortlists is not None:
-            shortlists[variant] = v2v_shortlist(cfg, *vectors[variant])
+        vectors[variant] = FullVectors(_unit(cap_vec), _unit(img_vec))
         txt_set = read_packed(txt_dir, cap_ids, scenes.text, "caption_id") if txt_dir else None
         gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
         for mode, method in _cells(cfg):
@@ -157,33 +170,15 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
                 q = txt_set if mode in SCENE_TEXT_MODES else PackedVectors.singletons(cap_vec)
                 d = img_sets[method] if mode in SCENE_IMAGE_MODES else PackedVectors.singletons(img_vec)
                 make = lambda a, b: LateInteractionScorer(a, b, agg, device)  # noqa: E731
-            if shortlists is not None and mode != "v2v":
-                from rsretrieval.search.rerank import LateInteractionPairs, evaluate_reranked
-
-                cell = evaluate_reranked(shortlists[variant], LateInteractionPairs(q, d, agg), gold, cfg.eval.ks,
-                                         cfg.eval.top_k_saved)
-            else:
-                cell = evaluate_cell(make(q, d), gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
-                                     cfg.eval.top_k_saved, make(d, q) if cfg.eval.i2t else None)
+            cell = evaluate_cell(make(q, d), gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
+                                 cfg.eval.top_k_saved, make(d, q) if cfg.eval.i2t else None)
             keys = {"dataset": ds.name, "variant": variant, "backbone": bcfg.name, "mode": mode,
                     "crops": scenes.crop_names[method] if method else "-", "graphs": "-",
                     "similarity": "cosine" if mode == "v2v" else agg, "training": "none"}
-            notes = (["synthetic data"] if synthetic else []) + (["embedded rs-tiny"] if bcfg.name == "rs-tiny" else [])
-            notes += [f"reranked V2V top-{cfg.eval.shortlist_k}"] if shortlists is not None and mode != "v2v" else []
             info = {"query_vectors": _mean_size(q), "image_vectors": _mean_size(d), "embed_seconds": embed_seconds,
                     "embeddings_cached": img_cached and cap_cached}
-            rows.append(record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir))
+            rows.append(record_cell(keys, cell, cap_ids, gold, image_ids, info, base_notes, tracker, per_query_dir))
     return rows, vectors
-
-
-def v2v_shortlist(cfg: BenchmarkConfig, cap_vec: np.ndarray, img_vec: np.ndarray) -> Any:
-    """The V2V top-``eval.shortlist_k`` images of every caption (unit vectors), exact, bounded memory."""
-    from rsretrieval.search.topk import exact_topk, faiss_topk
-
-    k = cfg.eval.shortlist_k
-    if cfg.eval.shortlist_backend == "faiss":
-        return faiss_topk(cap_vec, img_vec, k)
-    return exact_topk(cap_vec, img_vec, k, query_block=cfg.eval.chunk_size)
 
 
 def split_vectors(cfg: BenchmarkConfig, bcfg: BackboneConfig, ds: RSDataset) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
@@ -350,4 +345,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
 
             tracker.log_artifact(build_report(run_dir, cfg.report))
         run_id = tracker.run_id
+    if cfg.eval.shortlist_k:
+        from rsretrieval.pipelines.two_stage import drop_shortlists
+
+        drop_shortlists(run_dir)
     return BenchmarkResult(run_dir, paths["csv"], paths["md"], rows, run_id, seconds)

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from rsretrieval.evaluation.retrieval import CellResult, per_query_table
+from rsretrieval.evaluation.retrieval import CellResult, write_per_query
 from rsretrieval.pipelines.tracking import Tracker, metric_key
 
 log = logging.getLogger(__name__)
@@ -31,12 +30,12 @@ def per_query_name(keys: dict[str, Any]) -> str:
     return "__".join([keys["dataset"], keys["variant"], keys["backbone"], cell_name(keys)])
 
 
-def record_cell(keys: dict[str, Any], cell: CellResult, query_ids: list[str], gold: np.ndarray, image_ids: list[str],
+def record_cell(keys: dict[str, Any], cell: CellResult, query_ids: Any, gold: np.ndarray, image_ids: Any,
                 info: dict[str, Any], notes: list[str], tracker: Tracker, per_query_dir: Path) -> dict[str, Any]:
     """Write the cell's per-query ranks and metrics; return its results row."""
     row = {**keys, **cell.metrics(), "n_queries": len(query_ids), "n_images": len(image_ids), **info,
            "notes": "; ".join(notes)}
-    pq.write_table(per_query_table(query_ids, gold, image_ids, cell.ranks, keys), per_query_dir / f"{per_query_name(keys)}.parquet")
+    write_per_query(per_query_dir / f"{per_query_name(keys)}.parquet", query_ids, gold, image_ids, cell.ranks, keys)
     name = cell_name(keys)
     tracker.log_metrics({metric_key(keys["dataset"], keys["variant"], keys["backbone"], name, k): float(v)
                          for k, v in cell.metrics().items() if v == v})

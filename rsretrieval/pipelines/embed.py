@@ -178,8 +178,18 @@ def embedding_key(kind: str, table: pa.Table, columns: tuple[str, ...], backbone
                          "spec": get_backbone_spec(backbone_name).model_dump(mode="json"),
                          "checkpoint": file_digest(checkpoint) if checkpoint else None}, sort_keys=True).encode())
     for col in columns:
-        h.update(json.dumps(table[col].to_pylist()).encode())
+        _hash_json_list(h, table[col])
     return h.hexdigest()[:20]
+
+
+def _hash_json_list(h: Any, column: Any, chunk: int = 65536) -> None:
+    """Feed ``json.dumps(column.to_pylist())`` to ``h`` chunk by chunk: the same bytes (so cache keys do
+    not change), without a Python list and a JSON string of the whole column at corpus scale."""
+    h.update(b"[")
+    for a in range(0, len(column), chunk):
+        part = ", ".join(json.dumps(v) for v in column.slice(a, chunk).to_pylist())
+        h.update(((", " if a else "") + part).encode())
+    h.update(b"]")
 
 
 def recorded_seconds(path: Path) -> float | None:

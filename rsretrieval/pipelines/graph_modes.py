@@ -226,12 +226,13 @@ class GraphScoring:
 
 
 def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scoring: GraphScoring,
-                backbone: str | None, vectors: dict[str, tuple[np.ndarray, np.ndarray]] | None,
+                backbone: str | None, vectors: dict[str, Any] | None,
                 tracker: Tracker, per_query_dir: Path, synthetic: bool, ledger: Any = None,
                 shortlist_backbone: str | None = None) -> list[dict[str, Any]]:
-    """G2G cells (``backbone`` None) or VG2VG cells of one backbone (``vectors``: variant ->
-    (caption vectors, image vectors), L2-normalised). With ``eval.shortlist_k`` every cell reranks the
-    V2V shortlist of ``vectors`` (for G2G those of ``shortlist_backbone``)."""
+    """G2G cells (``backbone`` None) or VG2VG cells of one backbone (``vectors``: variant -> its global
+    vectors, :class:`~rsretrieval.pipelines.two_stage.FullVectors` or ``StoredVectors``). With
+    ``eval.shortlist_k`` every cell reranks the V2V shortlist of ``vectors`` (for G2G those of
+    ``shortlist_backbone``)."""
     mode = "g2g" if backbone is None else "vg2vg"
     image_ids = ds.images["image_id"].to_pylist()
     rows = []
@@ -262,14 +263,10 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
                     ledger.add(ds.name, f"nodes:query:{variant}:{embeddings}:{source}", q_seconds, len(cap_ids),
                                detail="node texts embedded once and cached per text")
                 gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
-                cosine = shortlist = None
-                if cfg.eval.shortlist_k:
-                    from rsretrieval.pipelines.benchmark import v2v_shortlist
-
-                    shortlist = v2v_shortlist(cfg, *vectors[variant])
-                elif mode == "vg2vg":
-                    cv, iv = vectors[variant]
-                    cosine = cv @ iv.T
+                cosine = None
+                shortlist = vectors[variant].shortlist if cfg.eval.shortlist_k else None
+                if shortlist is None and mode == "vg2vg":
+                    cosine = vectors[variant].cosine_matrix()
                 for similarity, training, gmn in cells:
                     if shortlist is not None:
                         rows.append(_reranked_cell(cfg, ds, scoring, mode, similarity, training, gmn, q, d, vectors[variant],
@@ -292,14 +289,14 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
 
 
 def _reranked_cell(cfg: BenchmarkConfig, ds: RSDataset, scoring: GraphScoring, mode: str, similarity: str, training: str,
-                   gmn: Any, q: Any, d: Any, unit_vectors: tuple[np.ndarray, np.ndarray], shortlist: Any, gold: np.ndarray,
+                   gmn: Any, q: Any, d: Any, global_vectors: Any, shortlist: Any, gold: np.ndarray,
                    cap_ids: list[str], image_ids: list[str], source: str, backbone: str, variant: str, synthetic: bool,
                    shortlist_backbone: str | None, tracker: Tracker, per_query_dir: Path) -> dict[str, Any]:
     """One graph cell of the two-stage path: the mode's pair scorer on each query's V2V shortlist."""
     from rsretrieval.matching.hungarian import HungarianScorer
-    from rsretrieval.search.rerank import CosinePairs, GMNPairs, HungarianPairs, MixedPairs, evaluate_reranked
+    from rsretrieval.search.rerank import GMNPairs, HungarianPairs, MixedPairs, evaluate_reranked
 
-    cosine = CosinePairs(*unit_vectors) if mode == "vg2vg" else None
+    cosine = global_vectors.cosine_pairs() if mode == "vg2vg" else None
     if similarity == "hungarian":
         scorer: Any = HungarianPairs(HungarianScorer(cfg.graph_matching.hungarian), q, d)
         if cosine is not None:

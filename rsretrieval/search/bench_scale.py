@@ -48,7 +48,7 @@ def ratios(df: pd.DataFrame) -> list[str]:
     sizes = sorted(df["images"].unique())
     if len(sizes) >= 2:
         a, b = sizes[-2], sizes[-1]
-        for stage in [s for s in df["stage"].unique() if "rerank" in s]:
+        for stage in [s for s in df["stage"].unique() if "rerank" in s or "store" in s]:
             x = df[(df["images"] == a) & (df["stage"] == stage)].iloc[0]
             y = df[(df["images"] == b) & (df["stage"] == stage)].iloc[0]
             lines.append(f"{stage}: {b:,} vs {a:,} images: ms/query x{y['ms_per_query'] / x['ms_per_query']:.2f}, "

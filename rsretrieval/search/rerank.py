@@ -116,9 +116,12 @@ class MixedPairs:
         return (1 - self.w) * self.first(qi, di) + self.w * self.second(qi, di)
 
 
-def rerank(shortlist: TopK, scorer: PairScorer, gold: np.ndarray, top_k: int = 10,
+def rerank(shortlist: TopK, scorer: PairScorer | None, gold: np.ndarray, top_k: int = 10,
            query_block: int = 4096) -> RankResult:
     """Rescore each query's shortlist with ``scorer``; rank the gold document inside it.
+
+    ``scorer`` None ranks by the shortlist's own (V2V) scores: V2V on the two-stage path, whose ranks
+    equal the full matrix's for every gold document inside the shortlist.
 
     Rank = 1 + shortlisted non-gold documents scoring at least the gold one (ties against the query,
     as :func:`rsretrieval.evaluation.metrics.ranks_from_block`); ``k + 1`` when the gold document is not
@@ -133,10 +136,13 @@ def rerank(shortlist: TopK, scorer: PairScorer, gold: np.ndarray, top_k: int = 1
     score_s = rank_s = 0.0
     gold = np.asarray(gold, np.int64)
     for a in range(0, n_q, query_block):
-        idx = shortlist.indices[a : a + query_block]
+        idx = np.asarray(shortlist.indices[a : a + query_block])
         n = len(idx)
         t0 = time.perf_counter()
-        s = np.asarray(scorer(np.repeat(np.arange(a, a + n), k), idx.reshape(-1)), np.float32).reshape(n, k)
+        if scorer is None:
+            s = np.asarray(shortlist.scores[a : a + n], np.float32)
+        else:
+            s = np.asarray(scorer(np.repeat(np.arange(a, a + n), k), idx.reshape(-1)), np.float32).reshape(n, k)
         t1 = time.perf_counter()
         is_gold = idx == gold[a : a + n, None]
         found = is_gold.any(1)
@@ -149,7 +155,7 @@ def rerank(shortlist: TopK, scorer: PairScorer, gold: np.ndarray, top_k: int = 1
     return RankResult(ranks, tops, top_scores, score_s, rank_s)
 
 
-def evaluate_reranked(shortlist: TopK, scorer: PairScorer, gold: np.ndarray, ks: list[int], top_k: int = 10) -> Any:
+def evaluate_reranked(shortlist: TopK, scorer: PairScorer | None, gold: np.ndarray, ks: list[int], top_k: int = 10) -> Any:
     """A results cell from a rerank: T2I R@K (K <= k) and mR, plus ``shortlist_k`` and ``shortlist_recall``
     (the % of queries whose gold image was shortlisted: the ceiling of every R@K). No I2T: the shortlist
     is per caption query."""

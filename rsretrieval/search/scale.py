@@ -43,7 +43,8 @@ def write_synthetic_corpus(folder: Path, n: int, dim: int = 256, node_dim: int =
     """Write ``global``, ``crops`` and ``nodes`` stores of ``n`` synthetic images under ``folder``."""
     folder = Path(folder)
     done = folder / "corpus.json"
-    spec = {"n": n, "dim": dim, "node_dim": node_dim, "seed": seed, "shard_items": shard_items, "topics": topics}
+    spec = {"n": n, "dim": dim, "node_dim": node_dim, "seed": seed, "shard_items": shard_items, "topics": topics,
+            "parquet": 1}
     if done.exists() and json.loads(done.read_text()) == spec:
         return {k: VectorStore(folder / k) for k in ("global", "crops", "nodes")}
     centres, node_centres = _centres(seed, topics, dim), _centres(seed + 1, topics, node_dim)
@@ -57,6 +58,7 @@ def write_synthetic_corpus(folder: Path, n: int, dim: int = 256, node_dim: int =
         topic = rng.integers(0, topics, m)
         g = _unit(centres[topic] + 0.6 * rng.normal(size=(m, dim)) / np.sqrt(dim))  # cos to its topic ~0.86
         writers["global"].add(ids, g, np.ones(m, np.int64))
+        _write_stage_parquet(folder / "global-parquet" / f"part-{s:05d}.parquet", ids, g, rng)
         crops = _unit(np.repeat(g, CROPS, 0) + rng.normal(size=(m * CROPS, dim)).astype(np.float32) / np.sqrt(dim))
         writers["crops"].add(ids, crops, np.full(m, CROPS, np.int64))
         sizes = rng.integers(NODES[0], NODES[1] + 1, m)
@@ -67,6 +69,20 @@ def write_synthetic_corpus(folder: Path, n: int, dim: int = 256, node_dim: int =
     stores = {k: w.close() for k, w in writers.items()}
     done.write_text(json.dumps(spec))
     return stores
+
+
+def _write_stage_parquet(path: Path, ids: list[str], vectors: np.ndarray, rng: np.random.Generator) -> None:
+    """The global vectors again as the embedding stage writes them (owner_id, vector; rows in the
+    writers' order, not the table's), the input of the ordered-store conversion."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    order = rng.permutation(len(ids))
+    flat = pa.array(np.ascontiguousarray(vectors[order]).reshape(-1))
+    pq.write_table(pa.table({"owner_id": pa.array([ids[i] for i in order], pa.string()),
+                             "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])}), path,
+                   row_group_size=16384)
 
 
 def make_queries(stores: dict[str, VectorStore], n_queries: int, seed: int = 0, noise: float = 3.0) -> dict[str, Any]:
@@ -160,6 +176,7 @@ def measure(folder: Path, n_queries: int = 1000, k: int = 100, seed: int = 0, hu
             sec = time.perf_counter() - t0
         record("v2v full matrix + sort (CLIP_benchmark style)", sec, w, full_ranks)
         del g, scores, order
+    _streamed_stages(Path(folder), n, qs, short, k, record)
     cos = StorePairs(stores["global"], lambda sub, _: CosinePairs(qs["caption"], sub.vectors.numpy()))
     gmn = GraphMatchingNetwork(GMNConfig(use_global=True), seed=seed).eval()
     hung = HungarianScorer(HungarianConfig(workers=hungarian_workers))
@@ -178,3 +195,40 @@ def measure(folder: Path, n_queries: int = 1000, k: int = 100, seed: int = 0, hu
         record(stage, sec, w, res.ranks)
     return rows
 
+
+
+def _streamed_stages(folder: Path, n: int, qs: dict[str, Any], short: Any, k: int, record: Any) -> None:
+    """The benchmark's two-stage inputs at this size: the embedding-stage Parquet converted to a store in
+    table order (:func:`ordered_store_from_embeddings`), then the V2V shortlist with queries read from a
+    store block by block and the (Q, k) result memory-mapped (:func:`store_topk`); checked equal to the
+    in-memory shortlist. Its rows go through ``record``."""
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+
+    from rsretrieval.search.store import ordered_store_from_embeddings
+    from rsretrieval.search.topk import store_topk
+
+    if not (folder / "global-parquet").exists():
+        return
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        owners = pa.array([f"syn:{i:08d}" for i in range(n)], pa.string())
+        with MemoryWatch() as w:
+            t0 = time.perf_counter()
+            ordered = ordered_store_from_embeddings(folder / "global-parquet", Path(tmp) / "ordered", owners)
+            sec = time.perf_counter() - t0
+        record("ordered store from embedding Parquet (2 passes)", sec, w, None)
+        qw = StoreWriter(Path(tmp) / "queries", qs["caption"].shape[1])
+        qw.add([f"q{i}" for i in range(len(qs["caption"]))], qs["caption"], np.ones(len(qs["caption"]), np.int64))
+        queries = qw.close()
+        with MemoryWatch() as w:
+            t0 = time.perf_counter()
+            top = store_topk(queries, np.arange(len(queries)), ordered, k, Path(tmp) / "shortlist", query_block=1024)
+            sec = time.perf_counter() - t0
+        same = bool(np.array_equal(np.asarray(top.indices), short.indices))
+        in_list = np.asarray(top.indices) == qs["gold"][:, None]
+        record("v2v shortlist (queries and images from stores, result memory-mapped)", sec, w,
+               np.where(in_list.any(1), in_list.argmax(1) + 1, k + 1), identical_to_in_memory=same)
+        del top, ordered
+        shutil.rmtree(Path(tmp), ignore_errors=True)

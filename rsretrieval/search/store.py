@@ -18,7 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -136,14 +141,122 @@ class StorePairs:
         return out
 
 
+class StoreSetPairs:
+    """A pair scorer whose queries *and* documents live in stores: per batch of pairs, only the batch's
+    distinct queries (``q_items[qi]``) and documents (store items ``di``) are read, and scored by
+    ``make(query_sets, doc_sets) -> pair scorer`` on batch-local indices. Memory: one batch of sets."""
+
+    def __init__(self, q_store: VectorStore, q_items: np.ndarray, d_store: VectorStore,
+                 make: Callable[[PackedVectors, PackedVectors], Callable[[np.ndarray, np.ndarray], np.ndarray]],
+                 batch: int = 8192) -> None:
+        self.q_store, self.q_items, self.d_store, self.make, self.batch = q_store, np.asarray(q_items), d_store, make, batch
+
+    def __call__(self, qi: np.ndarray, di: np.ndarray) -> np.ndarray:
+        out = np.empty(len(qi), np.float32)
+        for s in range(0, len(qi), self.batch):
+            queries, lq = np.unique(qi[s : s + self.batch], return_inverse=True)
+            docs, ld = np.unique(di[s : s + self.batch], return_inverse=True)
+            scorer = self.make(self.q_store.sets(self.q_items[queries]), self.d_store.sets(docs))
+            out[s : s + len(lq)] = scorer(lq, ld)
+        return out
+
+
+def _parquet_files(parquet_dir: Path) -> list[Path]:
+    files = sorted(Path(parquet_dir).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{parquet_dir}: no Parquet files (an embeddings folder of the embedding stage?)")
+    return files
+
+
+def _slice_ids(ids: Sequence[str] | Any, a: int, b: int) -> list[str]:
+    return ids.slice(a, b - a).to_pylist() if hasattr(ids, "slice") and hasattr(ids, "to_pylist") else list(ids[a:b])
+
+
+def ordered_store_from_embeddings(parquet_dir: Path, folder: Path, owners: Sequence[str] | Any,
+                                  scenes: Any = None, owner_column: str = "image_id", kind: str = "embeddings",
+                                  block: int = 65536) -> VectorStore:
+    """A store whose item ``i`` is ``owners[i]`` (the order of the dataset table, so a store item number is
+    a gallery / query index), from an embeddings folder written in any order by the Ray stage.
+
+    ``scenes`` None: one vector per owner, id = the owner id. ``scenes`` (an Arrow table with
+    ``owner_column`` and ``scene_idx``): the owner's vectors are those of ``<owner>#<scene_idx>``, by
+    scene index. Two streaming passes with bounded memory: every vector into one memory-mapped file
+    (with a 64-bit hash of its id: 16 bytes per vector stay in memory, not the vectors), then the
+    owners in order, ``block`` at a time, gathered from it into the store's shards. An owner without
+    vectors is a KeyError naming it; nothing is left half-written (built in a temporary folder, renamed).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    files, folder = _parquet_files(parquet_dir), Path(folder)
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    dim = pq.ParquetFile(files[0]).schema_arrow.field("vector").type.list_size
+    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        raw = np.lib.format.open_memmap(tmp / "unordered.npy", "w+", np.float32, (max(total, 1), dim))
+        hashes, at = np.empty(total, np.uint64), 0
+        for path in files:  # pass 1: row groups in the order the stage wrote them
+            pf = pq.ParquetFile(path)
+            for g in range(pf.num_row_groups):
+                t = pf.read_row_group(g, columns=["owner_id", "vector"])
+                col = t["vector"].combine_chunks()
+                raw[at : at + len(t)] = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+                hashes[at : at + len(t)] = id_hash(t["owner_id"].to_pylist())
+                at += len(t)
+        keys = hashes.view(np.int64)
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        del hashes, keys
+        n = len(owners)
+        if scenes is not None:  # sort the scene rows by (owner position, scene index)
+            owner_arr = owners if isinstance(owners, pa.Array | pa.ChunkedArray) else pa.array(list(owners), pa.string())
+            pos = pc.index_in(scenes[owner_column], value_set=owner_arr).to_numpy(zero_copy_only=False)
+            keep = ~np.isnan(pos.astype(np.float64))
+            pos = pos[keep].astype(np.int64)
+            idx = scenes["scene_idx"].to_numpy()[keep].astype(np.int64)
+            srt = np.lexsort((idx, pos))
+            scene_owner, scene_idx = pos[srt], idx[srt]
+            counts = np.bincount(scene_owner, minlength=n)
+            if n and (counts == 0).any():
+                i = int(np.argmin(counts))
+                raise KeyError(f"{_slice_ids(owners, i, i + 1)[0]!r} has no scenes in the scenes table")
+            first = np.concatenate([[0], np.cumsum(counts)])
+        writer = StoreWriter(tmp, dim, kind)
+        for a in range(0, n, block):  # pass 2: owners in the given order
+            b = min(n, a + block)
+            ids = _slice_ids(owners, a, b)
+            if scenes is None:
+                row_ids, sizes = ids, np.ones(len(ids), np.int64)
+            else:
+                sizes = counts[a:b]
+                row_ids = [f"{o}#{s}" for o, s in zip(np.repeat(np.array(ids, dtype=object), sizes),
+                                                       scene_idx[first[a] : first[b]].tolist())]
+            h = id_hash(row_ids).view(np.int64)
+            p = np.minimum(np.searchsorted(sorted_keys, h), len(sorted_keys) - 1)
+            found = (sorted_keys[p] == h) if len(sorted_keys) else np.zeros(len(h), bool)
+            if not found.all():
+                raise KeyError(f"{parquet_dir}: no embedding for {row_ids[int(np.flatnonzero(~found)[0])]!r}")
+            writer.add(ids, np.asarray(raw[order[p]]), sizes)
+        del raw
+        (tmp / "unordered.npy").unlink()
+        writer.close()
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return VectorStore(folder)
+
+
 def store_from_embeddings(parquet_dir: Path, folder: Path, kind: str = "embeddings") -> VectorStore:
     """A one-vector-per-item store from an embeddings folder (``owner_id``, ``vector`` Parquet, as the
     embedding stage writes it), converted one row group at a time: the folder is never read whole."""
     import pyarrow.parquet as pq
 
-    files = sorted(Path(parquet_dir).glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{parquet_dir}: no Parquet files (an embeddings folder of the embedding stage?)")
+    files = _parquet_files(parquet_dir)
     writer: StoreWriter | None = None
     for path in files:
         pf = pq.ParquetFile(path)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,4 +91,62 @@ def shortlist_recall(topk: TopK, gold: np.ndarray) -> float:
     """% of queries whose gold document is in their shortlist: the ceiling of any rerank of it."""
     if len(gold) == 0:
         return float("nan")
-    return float(100.0 * np.mean((topk.indices == np.asarray(gold)[:, None]).any(axis=1)))
+    gold, hits = np.asarray(gold), 0
+    for a in range(0, len(gold), 65536):  # in blocks: the indices may be a memory-mapped (Q, k) file
+        hits += int((np.asarray(topk.indices[a : a + 65536]) == gold[a : a + 65536, None]).any(axis=1).sum())
+    return float(100.0 * hits / len(gold))
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def store_topk(q_store: Any, q_items: np.ndarray, d_store: Any, k: int, out_dir: Path | None = None,
+               query_block: int = 16384, doc_block: int = 65536, backend: str = "exact") -> TopK:
+    """The V2V shortlist of queries and documents that live in vector stores (one vector per item).
+
+    Queries ``q_items`` (item numbers of ``q_store``) are read ``query_block`` at a time; documents
+    are the store's memory-mapped shards, L2-normalised block by block; document index = store item.
+    With ``out_dir``, indices and scores go to memory-mapped ``.npy`` files there, so neither the
+    (Q, D) queries, the (N, D) documents nor the (Q, k) result is held in memory. Per block the result
+    equals :func:`exact_topk` of the same unit vectors. ``backend="faiss"`` adds the shards to a flat
+    inner-product index instead (exact, but FAISS keeps the documents in memory).
+    """
+    q_items = np.asarray(q_items, np.int64)
+    n_q, kk = len(q_items), min(k, len(d_store))
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        indices = np.lib.format.open_memmap(out_dir / "indices.npy", "w+", np.int64, (n_q, kk))
+        scores = np.lib.format.open_memmap(out_dir / "scores.npy", "w+", np.float32, (n_q, kk))
+    else:
+        indices, scores = np.empty((n_q, kk), np.int64), np.empty((n_q, kk), np.float32)
+    index = None
+    if backend == "faiss":
+        try:
+            import faiss
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("eval.shortlist_backend=faiss needs FAISS: pip install 'rsretrieval[faiss]'") from exc
+        index = faiss.IndexFlatIP(d_store.dim)
+        for _, shard in d_store.shard_blocks():
+            for s in range(0, len(shard), doc_block):
+                index.add(_unit_rows(shard[s : s + doc_block]))
+
+    def doc_blocks() -> Iterator[tuple[int, np.ndarray]]:
+        for first, shard in d_store.shard_blocks():
+            for s in range(0, len(shard), doc_block):
+                yield first + s, _unit_rows(shard[s : s + doc_block])
+
+    for a in range(0, n_q, query_block):
+        q = _unit_rows(q_store.sets(q_items[a : a + query_block]).vectors.numpy())
+        if index is not None:
+            sc, ix = index.search(q, kk)
+            top = TopK(ix.astype(np.int64), sc)
+        else:
+            top = exact_topk(q, doc_blocks(), kk, query_block=query_block, doc_block=doc_block)
+        indices[a : a + len(q)], scores[a : a + len(q)] = top.indices, top.scores
+    if out_dir is not None:
+        indices.flush()
+        scores.flush()
+    return TopK(indices, scores)
