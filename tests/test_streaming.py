@@ -5,6 +5,7 @@ per-query files written in blocks. Each is checked against the in-memory computa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -121,7 +122,7 @@ def test_store_set_pairs_score_like_the_in_memory_pair_scorer(tmp_path: Path) ->
     qs, ds = _store(tmp_path / "q", qv.astype(np.float32), q_sizes, 9), _store(tmp_path / "d", dv.astype(np.float32), d_sizes, 7)
     q_items = rng.permutation(30)[:20]  # the variant's queries: a subset of the store, in any order
     qi, di = rng.integers(0, 20, 500), rng.integers(0, 25, 500)
-    ours = StoreSetPairs(qs, q_items, ds, lambda a, b: LateInteractionPairs(a, b), batch=64)(qi, di)
+    ours = StoreSetPairs(qs, q_items, ds, lambda a, b, *_: LateInteractionPairs(a, b), batch=64)(qi, di)
     q_all = qs.sets(q_items)
     ref = LateInteractionPairs(q_all, PackedVectors(torch.as_tensor(dv, dtype=torch.float32),
                                                      np.concatenate([[0], np.cumsum(d_sizes)])))(qi, di)
@@ -178,3 +179,36 @@ def test_embedding_key_hashes_columns_in_chunks_with_the_same_bytes() -> None:
     empty = hashlib.sha256()
     _hash_json_list(empty, pa.chunked_array([], pa.string()))
     assert empty.hexdigest() == hashlib.sha256(b"[]").hexdigest()
+
+
+@pytest.mark.parametrize("similarity", ["hungarian", "gmn"])
+@pytest.mark.parametrize("with_cosine", [False, True])
+def test_stored_graph_pair_scorers_equal_the_in_memory_ones(tmp_path: Path, similarity: str, with_cosine: bool) -> None:
+    """G2G / VG2VG on node stores (the two-stage path) against the in-memory pair scorers."""
+    from rsretrieval.config import GMNConfig, HungarianConfig
+    from rsretrieval.matching.gmn import GraphMatchingNetwork
+    from rsretrieval.matching.hungarian import HungarianScorer
+    from rsretrieval.pipelines.two_stage import graph_pair_scorer, node_store
+    from rsretrieval.search.rerank import CosinePairs, GMNPairs, HungarianPairs, MixedPairs
+
+    rng = np.random.default_rng(7)
+
+    def graphs(n: int) -> list[np.ndarray]:
+        return [_unit(rng.normal(size=(int(rng.integers(1, 6)), 12))) for _ in range(n)]
+
+    qg, dg = graphs(17), graphs(23)
+    packed = PackedVectors.from_lists
+    q_store = node_store(packed, qg, tmp_path / "q", block=5)
+    d_store = node_store(packed, dg, tmp_path / "d", block=4)
+    cv, iv = _unit(rng.normal(size=(17, 8))), _unit(rng.normal(size=(23, 8)))
+    cosine = CosinePairs(cv, iv) if with_cosine else None
+    hung = HungarianScorer(HungarianConfig(workers=1))
+    gmn = GraphMatchingNetwork(GMNConfig(use_global=with_cosine), seed=0).eval()
+    qi, di = rng.integers(0, 17, 300), rng.integers(0, 23, 300)
+    ours = graph_pair_scorer(similarity, q_store, d_store, hung, gmn, cosine, 0.5, batch=37)(qi, di)
+    if similarity == "hungarian":
+        ref: Any = HungarianPairs(hung, packed(qg), packed(dg))
+        ref = MixedPairs(cosine, ref, 0.5) if cosine is not None else ref
+    else:
+        ref = GMNPairs(gmn, packed(qg), packed(dg), cosine)
+    np.testing.assert_allclose(ours, ref(qi, di), atol=1e-5)

@@ -44,7 +44,7 @@ def test_shortlist_of_every_image_equals_the_full_matrix(full_run, tmp_path: Pat
     two = _run(tmp_path, session_cache, "eval.shortlist_k=48")  # quick test split: 48 images
     assert list(session_cache.glob("embeddings/images-*/_store-*/meta.json"))
     assert list(session_cache.glob("embeddings/text_scenes-*/_store-*/meta.json"))
-    assert not (two.run_dir / "shortlists").exists()  # memory-mapped scratch, removed at the end
+    assert not (two.run_dir / "scratch").exists()  # memory-mapped shortlists and node stores, removed at the end
     a = pd.read_csv(full_run.results_csv).set_index(KEYS)
     b = pd.read_csv(two.results_csv).set_index(KEYS)
     assert set(a.index) == set(b.index) and len(a) == 2 * (1 + 2 + 2 + 2 * 2 + 2 * 2)  # graphs: 2 sources x (hungarian, untrained gmn)

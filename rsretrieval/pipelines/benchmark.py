@@ -346,7 +346,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
             tracker.log_artifact(build_report(run_dir, cfg.report))
         run_id = tracker.run_id
     if cfg.eval.shortlist_k:
-        from rsretrieval.pipelines.two_stage import drop_shortlists
+        from rsretrieval.pipelines.two_stage import drop_scratch
 
-        drop_shortlists(run_dir)
+        drop_scratch(run_dir)
     return BenchmarkResult(run_dir, paths["csv"], paths["md"], rows, run_id, seconds)

@@ -236,6 +236,16 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
     mode = "g2g" if backbone is None else "vg2vg"
     image_ids = ds.images["image_id"].to_pylist()
     rows = []
+
+    def nodes(name: str, elements: list[Any], source: str, embeddings: str) -> Any:
+        """Node sets in memory (full matrices), or on the two-stage path a store in the run's scratch."""
+        if not cfg.eval.shortlist_k:
+            return scoring.nodes(elements, source, embeddings)
+        from rsretrieval.pipelines.two_stage import node_store, scratch_dir
+
+        folder = scratch_dir(per_query_dir.parent) / "nodes" / f"{ds.name}__{mode}__{backbone or '-'}__{name}"
+        return node_store(lambda part: scoring.nodes(part, source, embeddings), elements, folder)
+
     queries: dict[tuple[str, str, str], tuple[Any, float]] = {}  # (query node sets, seconds); vanilla ones shared
     for source, by_image in graphs.images.items():
         for embeddings in cfg.graph_matching.embeddings:
@@ -243,7 +253,7 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
             if not cells:
                 continue
             t0 = time.perf_counter()
-            d = scoring.nodes([by_image[i] for i in image_ids], source, embeddings)
+            d = nodes(f"{source}__{embeddings}__images", [by_image[i] for i in image_ids], source, embeddings)
             embed_seconds = time.perf_counter() - t0
             if ledger is not None:
                 ledger.add(ds.name, f"nodes:image:{source}:{embeddings}", embed_seconds, len(image_ids),
@@ -256,8 +266,8 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
                 qkey = (variant, embeddings, "" if embeddings == "vanilla" else source)
                 if qkey not in queries:
                     t1 = time.perf_counter()
-                    queries[qkey] = (scoring.nodes([graphs.captions[c] for c in cap_ids], source, embeddings),
-                                     time.perf_counter() - t1)
+                    queries[qkey] = (nodes(f"{'__'.join(qkey)}__queries", [graphs.captions[c] for c in cap_ids], source,
+                                           embeddings), time.perf_counter() - t1)
                 q, q_seconds = queries[qkey]
                 if ledger is not None:
                     ledger.add(ds.name, f"nodes:query:{variant}:{embeddings}:{source}", q_seconds, len(cap_ids),
@@ -294,21 +304,18 @@ def _reranked_cell(cfg: BenchmarkConfig, ds: RSDataset, scoring: GraphScoring, m
                    shortlist_backbone: str | None, tracker: Tracker, per_query_dir: Path) -> dict[str, Any]:
     """One graph cell of the two-stage path: the mode's pair scorer on each query's V2V shortlist."""
     from rsretrieval.matching.hungarian import HungarianScorer
-    from rsretrieval.search.rerank import GMNPairs, HungarianPairs, MixedPairs, evaluate_reranked
+    from rsretrieval.pipelines.two_stage import graph_pair_scorer, mean_set_size
+    from rsretrieval.search.rerank import evaluate_reranked
 
     cosine = global_vectors.cosine_pairs() if mode == "vg2vg" else None
-    if similarity == "hungarian":
-        scorer: Any = HungarianPairs(HungarianScorer(cfg.graph_matching.hungarian), q, d)
-        if cosine is not None:
-            scorer = MixedPairs(cosine, scorer, cfg.graph_matching.vg2vg_weight)
-    else:
-        scorer = GMNPairs(gmn, q, d, cosine)
+    scorer = graph_pair_scorer(similarity, q, d, HungarianScorer(cfg.graph_matching.hungarian), gmn, cosine,
+                               cfg.graph_matching.vg2vg_weight)
     t0 = time.perf_counter()
     cell = evaluate_reranked(shortlist, scorer, gold, cfg.eval.ks, cfg.eval.top_k_saved)
     keys = {"dataset": ds.name, "variant": variant, "backbone": backbone, "mode": mode, "crops": "-", "graphs": source,
             "similarity": similarity, "training": training}
     notes = (["synthetic data"] if synthetic else []) + (["simulated image graphs"] if source == "simulated-vlm" else [])
     notes += [f"reranked V2V top-{cfg.eval.shortlist_k}" + (f" of {shortlist_backbone}" if shortlist_backbone else "")]
-    info = {"query_vectors": float(q.sizes.float().mean()), "image_vectors": float(d.sizes.float().mean()),
+    info = {"query_vectors": mean_set_size(q), "image_vectors": mean_set_size(d),
             "score_seconds": cell.score_seconds, "rerank_seconds": time.perf_counter() - t0}
     return record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir)

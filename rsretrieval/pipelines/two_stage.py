@@ -66,7 +66,7 @@ class StoredVectors:
         from rsretrieval.search.rerank import CosinePairs
 
         return StoreSetPairs(self.cap_store, self.cap_items, self.img_store,
-                             lambda q, d: CosinePairs(unit_rows(q.vectors), unit_rows(d.vectors)))
+                             lambda q, d, *_: CosinePairs(unit_rows(q.vectors), unit_rows(d.vectors)))
 
 
 def gold_positions(caption_image_ids: Any, image_ids: Any) -> np.ndarray:
@@ -122,7 +122,7 @@ def two_stage_cells(cfg: BenchmarkConfig, ds: Any, scenes: Any, backbone: str, s
             continue
         caps = ds.captions.filter(mask)
         gold = gold_positions(caps["image_id"], ds.images["image_id"])
-        out = Path(run_dir) / "shortlists" / f"{ds.name}__{variant}__{backbone}"
+        out = scratch_dir(run_dir) / "shortlists" / f"{ds.name}__{variant}__{backbone}"
         shortlist = store_topk(stores.captions, items, stores.images, k, out, query_block=cfg.eval.chunk_size,
                                backend=cfg.eval.shortlist_backend)
         vectors[variant] = StoredVectors(stores.captions, items, stores.images, shortlist)
@@ -133,24 +133,65 @@ def two_stage_cells(cfg: BenchmarkConfig, ds: Any, scenes: Any, backbone: str, s
             q_store = stores.text_scenes if mode in SCENE_TEXT_MODES else stores.captions
             d_store = stores.crops[method] if mode in SCENE_IMAGE_MODES else stores.images
             if mode != "v2v":
-                scorer = StoreSetPairs(q_store, items, d_store, lambda q, d: LateInteractionPairs(q, d, agg))
+                scorer = StoreSetPairs(q_store, items, d_store, lambda q, d, *_: LateInteractionPairs(q, d, agg))
             cell = evaluate_reranked(shortlist, scorer, gold, cfg.eval.ks, cfg.eval.top_k_saved)
             keys = {"dataset": ds.name, "variant": variant, "backbone": backbone, "mode": mode,
                     "crops": scenes.crop_names[method] if method else "-", "graphs": "-",
                     "similarity": "cosine" if mode == "v2v" else agg, "training": "none"}
             note = (f"V2V top-{k} shortlist (ranks > {k} reported as {k + 1})" if mode == "v2v"
                     else f"reranked V2V top-{k}")
-            rows.append(record(keys, cell, caps, gold, _mean_sizes(q_store, items), _mean_sizes(d_store, None), note))
+            rows.append(record(keys, cell, caps, gold, mean_set_size(q_store, items), mean_set_size(d_store), note))
     return rows, vectors
 
 
-def _mean_sizes(store: VectorStore, items: np.ndarray | None) -> float:
+def mean_set_size(store: VectorStore, items: np.ndarray | None = None) -> float:
     """Mean vectors per item of a store (over ``items`` when given), from its offsets only."""
     sizes = np.concatenate([np.diff(o) for o in store.offsets]) if store.offsets else np.zeros(0)
     sizes = sizes if items is None else sizes[items]
     return float(sizes.mean()) if len(sizes) else float("nan")
 
 
-def drop_shortlists(run_dir: Path) -> None:
-    """The memory-mapped shortlists are scratch of one run (Q x k x 12 bytes each): removed at its end."""
-    shutil.rmtree(Path(run_dir) / "shortlists", ignore_errors=True)
+def scratch_dir(run_dir: Path) -> Path:
+    """Where a run keeps its memory-mapped scratch (shortlists, graph node stores)."""
+    return Path(run_dir) / "scratch"
+
+
+def drop_scratch(run_dir: Path) -> None:
+    """The scratch is one run's (a shortlist is Q x k x 12 bytes): removed at its end."""
+    shutil.rmtree(scratch_dir(run_dir), ignore_errors=True)
+
+
+def node_store(nodes_of: Callable[[list[Any]], Any], elements: list[Any], folder: Path, block: int = 4096) -> VectorStore:
+    """Graph node sets of ``elements`` (in gallery or query order) embedded ``block`` graphs at a time by
+    ``nodes_of`` (graphs -> PackedVectors) into a store: item ``i`` = ``elements[i]``."""
+    from rsretrieval.search.store import StoreWriter
+
+    if folder.exists():  # a cut-off earlier attempt of this run
+        shutil.rmtree(folder)
+    writer = None
+    for a in range(0, len(elements), block):
+        nodes = nodes_of(elements[a : a + block])
+        vectors = nodes.vectors.detach().cpu().numpy()
+        writer = writer or StoreWriter(folder, vectors.shape[1], "graph nodes")
+        writer.add([str(i) for i in range(a, a + len(nodes))], vectors, nodes.sizes.numpy())
+    if writer is None:
+        raise ValueError(f"{folder}: no graphs to store")
+    return writer.close()
+
+
+def graph_pair_scorer(similarity: str, q_nodes: VectorStore, d_nodes: VectorStore, hungarian: Any, gmn: Any,
+                      cosine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None, w: float,
+                      batch: int = 4096) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """G2G / VG2VG on stored node sets (query item = variant-local query index): Hungarian, mixed with
+    ``cosine`` as ``(1 - w) cosine + w Hungarian`` for VG2VG, or the GMN reading ``cosine`` itself."""
+    from rsretrieval.search.rerank import GMNPairs, HungarianPairs, MixedPairs
+
+    items = np.arange(len(q_nodes))
+    if similarity == "hungarian":
+        scorer: Any = StoreSetPairs(q_nodes, items, d_nodes, lambda q, d, *_: HungarianPairs(hungarian, q, d), batch)
+        return MixedPairs(cosine, scorer, w) if cosine is not None else scorer
+
+    def make(q: Any, d: Any, queries: np.ndarray, docs: np.ndarray) -> Any:
+        return GMNPairs(gmn, q, d, None if cosine is None else (lambda a, b: cosine(queries[a], docs[b])))
+
+    return StoreSetPairs(q_nodes, items, d_nodes, make, batch)

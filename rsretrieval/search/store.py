@@ -144,11 +144,12 @@ class StorePairs:
 class StoreSetPairs:
     """A pair scorer whose queries *and* documents live in stores: per batch of pairs, only the batch's
     distinct queries (``q_items[qi]``) and documents (store items ``di``) are read, and scored by
-    ``make(query_sets, doc_sets) -> pair scorer`` on batch-local indices. Memory: one batch of sets."""
+    ``make(query_sets, doc_sets, queries, docs) -> pair scorer`` on batch-local indices (``queries`` /
+    ``docs``: the batch's global query and document indices, for a term that needs them, e.g. VG2VG's
+    global cosine). Memory: one batch of sets."""
 
     def __init__(self, q_store: VectorStore, q_items: np.ndarray, d_store: VectorStore,
-                 make: Callable[[PackedVectors, PackedVectors], Callable[[np.ndarray, np.ndarray], np.ndarray]],
-                 batch: int = 8192) -> None:
+                 make: Callable[..., Callable[[np.ndarray, np.ndarray], np.ndarray]], batch: int = 8192) -> None:
         self.q_store, self.q_items, self.d_store, self.make, self.batch = q_store, np.asarray(q_items), d_store, make, batch
 
     def __call__(self, qi: np.ndarray, di: np.ndarray) -> np.ndarray:
@@ -156,7 +157,7 @@ class StoreSetPairs:
         for s in range(0, len(qi), self.batch):
             queries, lq = np.unique(qi[s : s + self.batch], return_inverse=True)
             docs, ld = np.unique(di[s : s + self.batch], return_inverse=True)
-            scorer = self.make(self.q_store.sets(self.q_items[queries]), self.d_store.sets(docs))
+            scorer = self.make(self.q_store.sets(self.q_items[queries]), self.d_store.sets(docs), queries, docs)
             out[s : s + len(lq)] = scorer(lq, ld)
         return out
 
