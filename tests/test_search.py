@@ -161,7 +161,8 @@ def test_bench_scale_runs_and_reports_ratios(tmp_path, capsys) -> None:
         ceiling = s.loc["v2v shortlist (exact, blocked)", "shortlist_recall"]
         assert (g["R@10"].dropna() <= ceiling + 1e-9).all()  # no rerank beats its shortlist
         streamed = s.loc["v2v shortlist (queries and images from stores, result memory-mapped)"]
-        assert streamed["identical_to_in_memory"] and streamed["R@1"] == s.loc["v2v shortlist (exact, blocked)", "R@1"]
+        assert streamed["same_candidate_sets"] and streamed["max_score_diff"] < 1e-5
+        assert streamed["R@1"] == s.loc["v2v shortlist (exact, blocked)", "R@1"]
         assert s.loc["ordered store from embedding Parquet (2 passes)", "seconds"] > 0
         assert s.loc["v2v full matrix + sort (CLIP_benchmark style)", "R@1"] == s.loc["v2v shortlist (exact, blocked)", "R@1"]
         assert (g["peak_anon_mb"] > 0).all()

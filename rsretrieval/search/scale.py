@@ -188,11 +188,13 @@ def measure(folder: Path, n_queries: int = 1000, k: int = 100, seed: int = 0, hu
             gmn, qs["graphs"], sub, cosine=lambda a, b: cos(a, items[b])), batch=4096),
     }
     for stage, scorer in rerankers.items():
-        with MemoryWatch() as w:
-            t0 = time.perf_counter()
-            res = rerank(short, scorer, qs["gold"], 10, query_block=256)
-            sec = time.perf_counter() - t0
-        record(stage, sec, w, res.ranks)
+        # twice: first with the page cache as found (a cold corpus reads the candidates from disk), then warm
+        for label in ("", " [warm]"):
+            with MemoryWatch() as w:
+                t0 = time.perf_counter()
+                res = rerank(short, scorer, qs["gold"], 10, query_block=256)
+                sec = time.perf_counter() - t0
+            record(stage + label, sec, w, res.ranks)
     return rows
 
 
@@ -226,9 +228,13 @@ def _streamed_stages(folder: Path, n: int, qs: dict[str, Any], short: Any, k: in
             t0 = time.perf_counter()
             top = store_topk(queries, np.arange(len(queries)), ordered, k, Path(tmp) / "shortlist", query_block=1024)
             sec = time.perf_counter() - t0
-        same = bool(np.array_equal(np.asarray(top.indices), short.indices))
-        in_list = np.asarray(top.indices) == qs["gold"][:, None]
+        got = np.asarray(top.indices)
+        # the store path re-normalises unit vectors: scores may differ by an ulp and swap near-ties
+        same_sets = bool((np.sort(got, 1) == np.sort(short.indices, 1)).all())
+        in_list = got == qs["gold"][:, None]
         record("v2v shortlist (queries and images from stores, result memory-mapped)", sec, w,
-               np.where(in_list.any(1), in_list.argmax(1) + 1, k + 1), identical_to_in_memory=same)
+               np.where(in_list.any(1), in_list.argmax(1) + 1, k + 1), same_candidate_sets=same_sets,
+               positions_reordered=int((got != short.indices).sum()),
+               max_score_diff=float(np.abs(np.asarray(top.scores) - short.scores).max()))
         del top, ordered
         shutil.rmtree(Path(tmp), ignore_errors=True)

@@ -153,12 +153,22 @@ class StoreSetPairs:
         self.q_store, self.q_items, self.d_store, self.make, self.batch = q_store, np.asarray(q_items), d_store, make, batch
 
     def __call__(self, qi: np.ndarray, di: np.ndarray) -> np.ndarray:
+        qi, di = np.asarray(qi), np.asarray(di)
         out = np.empty(len(qi), np.float32)
-        for s in range(0, len(qi), self.batch):
-            queries, lq = np.unique(qi[s : s + self.batch], return_inverse=True)
-            docs, ld = np.unique(di[s : s + self.batch], return_inverse=True)
+        # batches end where a query's run of pairs ends (when one fits): a query's candidates are then
+        # scored in one call, in the same groups as the in-memory scorer (same arithmetic, same ties)
+        ends = np.flatnonzero(np.diff(qi)) + 1
+        s = 0
+        while s < len(qi):
+            e = min(len(qi), s + self.batch)
+            if e < len(qi):
+                cut = ends[np.searchsorted(ends, e, side="right") - 1] if len(ends) else 0
+                e = cut if cut > s else e
+            queries, lq = np.unique(qi[s:e], return_inverse=True)
+            docs, ld = np.unique(di[s:e], return_inverse=True)
             scorer = self.make(self.q_store.sets(self.q_items[queries]), self.d_store.sets(docs), queries, docs)
-            out[s : s + len(lq)] = scorer(lq, ld)
+            out[s:e] = scorer(lq, ld)
+            s = e
         return out
 
 
