@@ -43,13 +43,17 @@ class CellResult:
         return {**out, **self.extra}
 
 
-def gold_indices(caption_image_ids: list[str], image_ids: list[str]) -> np.ndarray:
-    """Index in ``image_ids`` of each caption's gold image."""
-    pos = {iid: i for i, iid in enumerate(image_ids)}
-    missing = [c for c in caption_image_ids if c not in pos]
-    if missing:
-        raise KeyError(f"{len(missing)} captions describe images outside the gallery, e.g. {missing[:3]}")
-    return np.array([pos[c] for c in caption_image_ids], dtype=np.int64)
+def gold_indices(caption_image_ids: Any, image_ids: Any) -> np.ndarray:
+    """Index in ``image_ids`` of each caption's gold image (lists or Arrow arrays; an Arrow hash
+    lookup, so no Python dict of the gallery)."""
+    import pyarrow.compute as pc
+
+    caps = _string_array(caption_image_ids)
+    pos = pc.index_in(caps, value_set=_string_array(image_ids))
+    if pos.null_count:
+        missing = pc.filter(caps, pc.is_null(pos)).slice(0, 3).to_pylist()
+        raise KeyError(f"{pos.null_count} captions describe images outside the gallery, e.g. {missing}")
+    return pos.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def evaluate_cell(

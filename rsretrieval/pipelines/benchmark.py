@@ -30,6 +30,7 @@ from rsretrieval.pipelines.costs import add_generation, record_cached_stage, wri
 from rsretrieval.pipelines.embed import embed_table, read_embeddings
 from rsretrieval.pipelines.provenance import HashCache, build_record, run_checkpoints, write_provenance
 from rsretrieval.pipelines.tracking import Tracker, mlflow_run
+from rsretrieval.search.topk import unit_rows
 from rsretrieval.pipelines.trust import add_trust_columns, trust_metrics
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
             continue
         cap_ids = caps["caption_id"].to_pylist()
         cap_vec = read_embeddings(cap_dir, cap_ids)
-        vectors[variant] = FullVectors(_unit(cap_vec), _unit(img_vec))
+        vectors[variant] = FullVectors(unit_rows(cap_vec), unit_rows(img_vec))
         txt_set = read_packed(txt_dir, cap_ids, scenes.text, "caption_id") if txt_dir else None
         gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
         for mode, method in _cells(cfg):
@@ -187,8 +188,8 @@ def split_vectors(cfg: BenchmarkConfig, bcfg: BackboneConfig, ds: RSDataset) -> 
     img_dir, _ = embed_table("images", ds.images, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
     cap_dir, _ = embed_table("captions", ds.captions, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
     cap_ids = ds.captions["caption_id"].to_pylist()
-    return ({c: i for i, c in enumerate(cap_ids)}, _unit(read_embeddings(cap_dir, cap_ids)),
-            _unit(read_embeddings(img_dir, ds.images["image_id"].to_pylist())))
+    return ({c: i for i, c in enumerate(cap_ids)}, unit_rows(read_embeddings(cap_dir, cap_ids)),
+            unit_rows(read_embeddings(img_dir, ds.images["image_id"].to_pylist())))
 
 
 def write_training_summary(rows: list[dict[str, Any]], run_dir: Path, tracker: Tracker) -> str:
@@ -201,11 +202,6 @@ def write_training_summary(rows: list[dict[str, Any]], run_dir: Path, tracker: T
     fresh = df[~df["cached"]]
     return (f"graph models: {len(df)} trained stages ({len(df) - len(fresh)} from the cache), "
             f"{fresh['seconds'].sum():.0f} s of Ray Train time in this run; best validation mR per stage in training.csv")
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _mean_size(x: Any) -> float:

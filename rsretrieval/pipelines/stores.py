@@ -14,7 +14,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from rsretrieval.search.store import VectorStore, ordered_store_from_embeddings
+from rsretrieval.search.store import VectorStore, slice_ids, ordered_store_from_embeddings
 
 _CHUNK = 65536
 
@@ -27,7 +27,7 @@ def order_key(owners: Any, scenes: Any = None, owner_column: str = "image_id") -
         n = len(col)
         h.update(f"|{n}|".encode())
         for a in range(0, n, _CHUNK):
-            part = col.slice(a, _CHUNK).to_pylist() if hasattr(col, "slice") else list(col[a : a + _CHUNK])
+            part = slice_ids(col, a, min(n, a + _CHUNK))
             h.update("\n".join(map(str, part)).encode())
             h.update(b"\n")
     return h.hexdigest()[:16]

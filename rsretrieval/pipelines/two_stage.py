@@ -19,18 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
+from rsretrieval.evaluation.retrieval import gold_indices
 from rsretrieval.config import GRAPH_MODES, SCENE_IMAGE_MODES, SCENE_TEXT_MODES, BenchmarkConfig
 from rsretrieval.search.store import StoreSetPairs, VectorStore
-from rsretrieval.search.topk import TopK, store_topk
-
-
-def unit_rows(x: Any) -> np.ndarray:
-    """Rows scaled to unit L2 norm (float32), as the in-memory path's ``_unit``."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+from rsretrieval.search.topk import TopK, store_topk, unit_rows
 
 
 @dataclass
@@ -39,7 +33,6 @@ class FullVectors:
 
     captions: np.ndarray
     images: np.ndarray
-    shortlist: TopK | None = None
 
     def cosine_matrix(self) -> np.ndarray:
         return self.captions @ self.images.T
@@ -59,27 +52,11 @@ class StoredVectors:
     img_store: VectorStore
     shortlist: TopK
 
-    def cosine_matrix(self) -> np.ndarray:
-        raise RuntimeError("the two-stage path never builds a full query x image matrix")
-
     def cosine_pairs(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         from rsretrieval.search.rerank import CosinePairs
 
         return StoreSetPairs(self.cap_store, self.cap_items, self.img_store,
                              lambda q, d, *_: CosinePairs(unit_rows(q.vectors), unit_rows(d.vectors)))
-
-
-def gold_positions(caption_image_ids: Any, image_ids: Any) -> np.ndarray:
-    """Index in ``image_ids`` of each caption's gold image (Arrow hash lookup, no Python dict)."""
-    pos = pc.index_in(_arrow(caption_image_ids), value_set=_arrow(image_ids))
-    if pos.null_count:
-        bad = pc.filter(_arrow(caption_image_ids), pc.is_null(pos)).slice(0, 3).to_pylist()
-        raise KeyError(f"{pos.null_count} captions describe images outside the gallery, e.g. {bad}")
-    return pos.to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _arrow(ids: Any) -> pa.Array | pa.ChunkedArray:
-    return ids if isinstance(ids, pa.Array | pa.ChunkedArray) else pa.array(list(ids), pa.string())
 
 
 @dataclass
@@ -121,7 +98,7 @@ def two_stage_cells(cfg: BenchmarkConfig, ds: Any, scenes: Any, backbone: str, s
         if len(items) == 0:
             continue
         caps = ds.captions.filter(mask)
-        gold = gold_positions(caps["image_id"], ds.images["image_id"])
+        gold = gold_indices(caps["image_id"], ds.images["image_id"])
         out = scratch_dir(run_dir) / "shortlists" / f"{ds.name}__{variant}__{backbone}"
         shortlist = store_topk(stores.captions, items, stores.images, k, out, query_block=cfg.eval.chunk_size,
                                backend=cfg.eval.shortlist_backend)

@@ -179,7 +179,7 @@ def _parquet_files(parquet_dir: Path) -> list[Path]:
     return files
 
 
-def _slice_ids(ids: Sequence[str] | Any, a: int, b: int) -> list[str]:
+def slice_ids(ids: Sequence[str] | Any, a: int, b: int) -> list[str]:
     return ids.slice(a, b - a).to_pylist() if hasattr(ids, "slice") and hasattr(ids, "to_pylist") else list(ids[a:b])
 
 
@@ -232,12 +232,12 @@ def ordered_store_from_embeddings(parquet_dir: Path, folder: Path, owners: Seque
             counts = np.bincount(scene_owner, minlength=n)
             if n and (counts == 0).any():
                 i = int(np.argmin(counts))
-                raise KeyError(f"{_slice_ids(owners, i, i + 1)[0]!r} has no scenes in the scenes table")
+                raise KeyError(f"{slice_ids(owners, i, i + 1)[0]!r} has no scenes in the scenes table")
             first = np.concatenate([[0], np.cumsum(counts)])
         writer = StoreWriter(tmp, dim, kind)
         for a in range(0, n, block):  # pass 2: owners in the given order
             b = min(n, a + block)
-            ids = _slice_ids(owners, a, b)
+            ids = slice_ids(owners, a, b)
             if scenes is None:
                 row_ids, sizes = ids, np.ones(len(ids), np.int64)
             else:

@@ -97,7 +97,8 @@ def shortlist_recall(topk: TopK, gold: np.ndarray) -> float:
     return float(100.0 * hits / len(gold))
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: Any) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32; zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -131,15 +132,15 @@ def store_topk(q_store: Any, q_items: np.ndarray, d_store: Any, k: int, out_dir:
         index = faiss.IndexFlatIP(d_store.dim)
         for _, shard in d_store.shard_blocks():
             for s in range(0, len(shard), doc_block):
-                index.add(_unit_rows(shard[s : s + doc_block]))
+                index.add(unit_rows(shard[s : s + doc_block]))
 
     def doc_blocks() -> Iterator[tuple[int, np.ndarray]]:
         for first, shard in d_store.shard_blocks():
             for s in range(0, len(shard), doc_block):
-                yield first + s, _unit_rows(shard[s : s + doc_block])
+                yield first + s, unit_rows(shard[s : s + doc_block])
 
     for a in range(0, n_q, query_block):
-        q = _unit_rows(q_store.sets(q_items[a : a + query_block]).vectors.numpy())
+        q = unit_rows(q_store.sets(q_items[a : a + query_block]).vectors.numpy())
         if index is not None:
             sc, ix = index.search(q, kk)
             top = TopK(ix.astype(np.int64), sc)
