@@ -13,7 +13,7 @@ from rsretrieval.training.synthetic_graphs import synthetic_pairs
 
 pytest.importorskip("torch_geometric")
 ENC = GraphEncoderConfig(kind="gat")
-GMN = training_gmn_config(GMNConfig(), ENC, False)
+GMN = training_gmn_config(GMNConfig(), False)
 CFG = GraphTrainingConfig(epochs=3, batch_size=32, workers=2, patience=5)
 
 

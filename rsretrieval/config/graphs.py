@@ -34,7 +34,8 @@ class GMNConfig(_Strict):
 
     bins: int = Field(16, ge=2, description="Histogram bins per query node over its similarities to all document nodes")
     hist_range: Literal["fixed", "dynamic"] = Field(
-        "fixed", description="fixed = bins over [-1, 1]; dynamic = over each pair's min..max similarity")
+        "dynamic", description="dynamic = bins over each pair's min..max similarity (thesis sec. 5.3.4: 'a fixed number "
+        "of bins but dynamically constructed based on the similarity values'); fixed = bins over [-1, 1]")
     soft_binning: bool = Field(False, description="Differentiable (triangular-kernel) binning instead of hard counts")
     hidden: int = Field(64, ge=1, description="Width of h_i (eq. 3) and of the MLPs")
     heads: int = Field(1, ge=1, description="Learned attention query vectors q_att (eq. 4); their pooled outputs are concatenated")
@@ -51,6 +52,10 @@ class GraphEncoderConfig(_Strict):
     layers: int = Field(2, ge=1, description="Message-passing layers")
     heads: int = Field(4, ge=1, description="Attention heads per layer")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the encoder layers")
+    reverse_edges: bool = Field(
+        True, description="Also pass messages against every edge (attribute -> object, object -> subject), the "
+        "reverse copy marked by its own edge-type feature, so an object's embedding takes in its count, colour and "
+        "relations; false = source -> target only (PyG's direction; checkpoints written before this option)")
 
 
 class GraphTrainingConfig(_Strict):
@@ -60,22 +65,26 @@ class GraphTrainingConfig(_Strict):
                           "'vanilla'/'trained' GMN cells and the 'trained' Hungarian cells; false = only untrained/vanilla cells")
     split: str = Field("train", description="Split whose caption and image graphs train the models")
     val_split: str = Field("val", description="Split for validation mR (early stopping, model selection)")
-    variants: list[str] | None = Field(None, description="Caption variants trained on (mixed, one random caption per "
-                                       "image per epoch); None = the benchmark's variants")
+    variants: list[str] | None = Field(None, description="Caption variants to train models for: one model per variant, "
+                                       "trained on that variant's captions and early-stopped on its validation captions; "
+                                       "None = the benchmark's variants")
     limit_images: int | None = Field(None, description="Train on the first N images of the split only (quick runs)")
     val_max_queries: int = Field(600, ge=1, description="Validation captions scored per epoch (first N)")
     epochs: int = Field(8, ge=1, description="Maximum epochs")
     batch_size: int = Field(64, ge=2, description="Captions (= distinct images) per contrastive batch on one worker")
     effective_batch_size: int | None = Field(None, description="Eq. 8: batch x workers x accumulation steps; None = "
                                              "no accumulation")
-    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate")
+    lr: float | Literal["auto"] = Field(
+        1e-3, description="Peak AdamW learning rate; 'auto' = the LR range test's steepest-descent rate (thesis sec. "
+        "5.4.3, FindLR), found on the training batches before each model is trained")
     min_lr: float = Field(1e-5, ge=0, description="Learning rate at the end of the cosine schedule")
     warmup_epochs: float = Field(0.5, ge=0, description="Linear warm-up, in epochs")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     loss: Literal["infonce", "triplet"] = Field("infonce", description="Eq. 6 InfoNCE (thesis default) or eq. 7 triplet")
     temperature: float = Field(0.05, gt=0, description="InfoNCE temperature tau")
     margin: float = Field(0.2, ge=0, description="Triplet margin delta")
-    symmetric: bool = Field(True, description="Average the caption->image and image->caption losses")
+    symmetric: bool = Field(False, description="false = eq. 6 as written (caption -> image); true = average it with "
+                            "the image -> caption loss")
     node_loss_weight: float = Field(1.0, ge=0, description="Weight of the max-mean node-score loss that trains the "
                                     "encoder for Hungarian matching (a differentiable stand-in for the assignment)")
     patience: int = Field(2, ge=1, description="Early stopping: epochs without a better validation mR")

@@ -1,7 +1,7 @@
 """Graph encoders over the vanilla node embeddings (thesis sec. 5.2.2): vanilla, GAT, GATv2, graph transformer.
 
-All map node embeddings x (N, D), a directed ``edge_index`` (2, E) (messages flow source -> target;
-add reverse edges for undirected message passing) and edge embeddings ``edge_attr`` (E, edge_dim) to
+All map node embeddings x (N, D), a directed ``edge_index`` (2, E) and edge embeddings ``edge_attr``
+(E, edge_dim) to
 L2-normalised node embeddings (N, D) in the input space, so the encoded nodes feed the same
 similarity modules (Hungarian, GMN) as vanilla ones. Several graphs are encoded at once as one
 disjoint union (concatenated nodes, offset edge indices).
@@ -15,6 +15,14 @@ disjoint union (concatenated nodes, offset edge indices).
   each node by ~0.1 of its norm, close to the identity, and training can grow the update.
   GAT(v2) adds self-loops (their edge features: the mean of the node's incoming ones, zeros when it
   has none); TransformerConv keeps a root (skip) weight, so nodes without edges still get an update.
+
+Direction: PyG sends messages source -> target only, and graph edges point object -> attribute and
+subject -> object, so without help an object never hears its own count or colour. With
+``reverse_edges`` (default) every edge also runs backwards; the conv's edge features are the edge
+text embedding plus a 2-d direction flag ([1, 0] forward, [0, 1] reverse), so "attribute -> object"
+messages are told apart from "object -> attribute" ones (``edge_dim`` + 2 inputs).
+
+Shapes: x (N, D), edge_index (2, E), edge_attr (E, edge_dim) -> (N, D).
 """
 
 from __future__ import annotations
@@ -51,14 +59,27 @@ def _conv(kind: str, dim: int, heads: int, edge_dim: int, dropout: float) -> nn.
     raise ValueError(f"unknown graph encoder kind {kind!r}")
 
 
+def with_reverse_edges(edge_index: torch.Tensor, edge_attr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every edge forwards and backwards, its features tagged with a direction flag.
+
+    Shapes: edge_index (2, E), edge_attr (E, F) -> (2, 2E), (2E, F + 2); forward edges first.
+    """
+    e = edge_index.shape[1]
+    flags = edge_attr.new_zeros((2 * e, 2))
+    flags[:e, 0], flags[e:, 1] = 1.0, 1.0
+    return torch.cat([edge_index, edge_index.flip(0)], dim=1), torch.cat([edge_attr.repeat(2, 1), flags], dim=1)
+
+
 class MessagePassingEncoder(nn.Module):
     """``layers`` pre-norm residual message-passing blocks with LayerScale; L2-normalised output."""
 
-    def __init__(self, kind: str, dim: int, edge_dim: int, layers: int, heads: int, dropout: float) -> None:
+    def __init__(self, kind: str, dim: int, edge_dim: int, layers: int, heads: int, dropout: float,
+                 reverse_edges: bool = True) -> None:
         super().__init__()
-        self.kind, self.edge_dim = kind, edge_dim
+        self.kind, self.edge_dim, self.reverse_edges = kind, edge_dim, reverse_edges
+        conv_edge_dim = edge_dim + 2 if reverse_edges else edge_dim
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(layers))
-        self.convs = nn.ModuleList(_conv(kind, dim, heads, edge_dim, dropout) for _ in range(layers))
+        self.convs = nn.ModuleList(_conv(kind, dim, heads, conv_edge_dim, dropout) for _ in range(layers))
         self.gammas = nn.ParameterList(nn.Parameter(torch.full((dim,), LAYER_SCALE_INIT / dim ** 0.5))
                                        for _ in range(layers))
 
@@ -70,9 +91,12 @@ class MessagePassingEncoder(nn.Module):
             edge_attr = x.new_zeros((edge_index.shape[1], self.edge_dim))
         if edge_attr.shape[0] != edge_index.shape[1]:
             raise ValueError(f"edge_attr has {edge_attr.shape[0]} rows for {edge_index.shape[1]} edges")
+        edge_attr = edge_attr.to(x.dtype)
+        if self.reverse_edges:
+            edge_index, edge_attr = with_reverse_edges(edge_index, edge_attr)
         h = _normalise(x)  # the vanilla embedding is the residual stream's starting point
         for norm, conv, gamma in zip(self.norms, self.convs, self.gammas):
-            h = h + gamma * conv(norm(h), edge_index, edge_attr.to(h.dtype))
+            h = h + gamma * conv(norm(h), edge_index, edge_attr)
         return _normalise(h)
 
 
@@ -83,4 +107,4 @@ def build_graph_encoder(cfg: GraphEncoderConfig, dim: int, edge_dim: int) -> nn.
     """
     if cfg.kind == "vanilla":
         return VanillaEncoder()
-    return MessagePassingEncoder(cfg.kind, dim, edge_dim, cfg.layers, cfg.heads, cfg.dropout)
+    return MessagePassingEncoder(cfg.kind, dim, edge_dim, cfg.layers, cfg.heads, cfg.dropout, cfg.reverse_edges)

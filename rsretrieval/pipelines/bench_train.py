@@ -36,7 +36,7 @@ def bench(cfg: BenchmarkConfig, epochs: int = 2, workers: tuple[int, ...] = (0, 
         data, source, _ = sweep_data(cfg, source)
     prep = time.perf_counter() - t0
     gm = cfg.graph_matching
-    gmn = training_gmn_config(gm.gmn, gm.encoder, False)
+    gmn = training_gmn_config(gm.gmn, False)
     runs = []
     with tempfile.TemporaryDirectory() as storage:
         for w in workers:

@@ -122,6 +122,18 @@ def add_image_graphs(cfg: BenchmarkConfig, ds: RSDataset, out: DatasetGraphs, sa
         out.notes.append(f"{ds.name}: 'oracle' rows use the ground-truth image graphs (measures matching, not generation)")
 
 
+@dataclass
+class GraphCell:
+    """One graph cell to score: similarity, training label, its GMN (None for Hungarian), the matcher whose
+    encoder gives the node embeddings (None = vanilla), and a tag naming those node embeddings."""
+
+    similarity: str
+    training: str
+    gmn: Any
+    encoder: Any
+    nodes_tag: str
+
+
 class GraphScoring:
     """Node embeddings of every graph set (cached per text), the trained models, and the similarity modules.
 
@@ -151,8 +163,11 @@ class GraphScoring:
             self.notes.append("GMN cells skipped: training disabled and no graph_matching.gmn_checkpoint; an untrained "
                               "GMN is no result")
 
-    def matcher(self, source: str, embeddings: str, backbone: str | None = None) -> Any:
-        """The trained matcher (G2G, or the VG2VG head of ``backbone``) or None."""
+    def matcher(self, source: str, embeddings: str, variant: str | None, backbone: str | None = None) -> Any:
+        """The trained matcher of a G2G cell (``backbone`` None) or a backbone's VG2VG cell, or None.
+
+        A ``gmn_checkpoint`` serves every variant; trained models are per caption variant.
+        """
         if self.checkpoint is not None and self.checkpoint["embeddings"] == embeddings:
             from rsretrieval.training.graph_model import matcher_from_state
 
@@ -165,7 +180,9 @@ class GraphScoring:
             return self._from_checkpoint[head]
         if self.models is None:
             return None
-        return self.models.vg2vg.get((source, embeddings, backbone)) if backbone else self.models.g2g.get((source, embeddings))
+        if backbone:
+            return self.models.vg2vg.get((source, embeddings, variant, backbone))
+        return self.models.g2g.get((source, embeddings, variant))
 
     def untrained(self, use_global: bool) -> Any:
         if use_global not in self._untrained:
@@ -175,32 +192,38 @@ class GraphScoring:
             self._untrained[use_global] = GraphMatchingNetwork(cfg, seed=self.gm.seed).eval()
         return self._untrained[use_global]
 
-    def variants(self, source: str, embeddings: str, backbone: str | None) -> list[tuple[str, str, Any]]:
-        """(similarity, training label, GMN module or None) of every cell of this source x embeddings."""
-        encoder = None if embeddings == "vanilla" else self.matcher(source, embeddings)
-        if embeddings == "trained" and encoder is None:
+    def variants(self, source: str, embeddings: str, variant: str, backbone: str | None) -> list[GraphCell]:
+        """Every cell of this source x embeddings x caption variant (G2G, or VG2VG of ``backbone``).
+
+        A cell's nodes come from its mode's matcher: the G2G matcher for G2G, the backbone's end-to-end
+        VG2VG matcher for VG2VG (Hungarian included, so GMN and Hungarian cells compare on the same nodes).
+        """
+        model = self.matcher(source, embeddings, variant, backbone)
+        if embeddings == "trained" and model is None and backbone:  # e.g. a checkpoint without this VG2VG head
+            model = self.matcher(source, embeddings, variant)
+        if embeddings == "trained" and model is None:
             return []  # nothing trained: no trained-node cells
+        encoder = model if embeddings == "trained" else None
+        tag = "vanilla" if encoder is None else f"trained-{variant}-{backbone or 'g2g'}"
         out = []
         for sim in self.gm.similarities:
             if sim == "hungarian":
-                out.append((sim, embeddings, None))
-                continue
-            model = self.matcher(source, embeddings, backbone)
-            if model is not None:
-                out.append((sim, embeddings, model.gmn))
+                out.append(GraphCell(sim, embeddings, None, encoder, tag))
+            elif model is not None and (backbone is None or model.gmn_cfg.use_global):
+                out.append(GraphCell(sim, embeddings, model.gmn, encoder, tag))
             elif embeddings == "vanilla" and self.gm.untrained_gmn and not self.gm.train.enabled:
-                out.append((sim, "untrained", self.untrained(backbone is not None)))
+                out.append(GraphCell(sim, "untrained", self.untrained(backbone is not None), None, tag))
         return out
 
-    def nodes(self, elements: list[Any], source: str, embeddings: str) -> Any:
-        """PackedVectors of node embeddings of ``elements``: vanilla, or through the trained encoder."""
+    def nodes(self, elements: list[Any], encoder: Any = None) -> Any:
+        """PackedVectors of node embeddings of ``elements``: vanilla, or through ``encoder`` (a GraphMatcher)."""
         from rsretrieval.graphs.tensors import embed_graphs
 
         batch = embed_graphs(elements, self.embedder)
-        if embeddings == "vanilla":
+        if encoder is None:
             return batch.nodes
         with torch.no_grad():
-            return self.matcher(source, embeddings).encode(batch)
+            return encoder.encode(batch)
 
     def score(self, similarity: str, mode: str, q: Any, d: Any, cosine: np.ndarray | None, gmn: Any = None,
               memo: str = "") -> tuple[np.ndarray, float]:
@@ -237,53 +260,52 @@ def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scor
     image_ids = ds.images["image_id"].to_pylist()
     rows = []
 
-    def nodes(name: str, elements: list[Any], source: str, embeddings: str) -> Any:
+    def nodes(name: str, elements: list[Any], encoder: Any) -> Any:
         """Node sets in memory (full matrices), or on the two-stage path a store in the run's scratch."""
         if not cfg.eval.shortlist_k:
-            return scoring.nodes(elements, source, embeddings)
+            return scoring.nodes(elements, encoder)
         from rsretrieval.pipelines.two_stage import node_store, scratch_dir
 
         folder = scratch_dir(per_query_dir.parent) / "nodes" / f"{ds.name}__{mode}__{backbone or '-'}__{name}"
-        return node_store(lambda part: scoring.nodes(part, source, embeddings), elements, folder)
+        return node_store(lambda part: scoring.nodes(part, encoder), elements, folder)
 
-    queries: dict[tuple[str, str, str], tuple[Any, float]] = {}  # (query node sets, seconds); vanilla ones shared
+    node_sets: dict[str, tuple[Any, float]] = {}  # name -> (node set, seconds): vanilla ones shared by every cell
+
+    def node_set(name: str, elements: list[Any], encoder: Any, what: str, items: int) -> tuple[Any, float]:
+        if name not in node_sets:
+            t0 = time.perf_counter()
+            node_sets[name] = (nodes(name, elements, encoder), time.perf_counter() - t0)
+        if ledger is not None:
+            ledger.add(ds.name, what, node_sets[name][1], items, detail="node texts embedded once and cached per text")
+        return node_sets[name]
+
     for source, by_image in graphs.images.items():
         for embeddings in cfg.graph_matching.embeddings:
-            cells = scoring.variants(source, embeddings, backbone)
-            if not cells:
-                continue
-            t0 = time.perf_counter()
-            d = nodes(f"{source}__{embeddings}__images", [by_image[i] for i in image_ids], source, embeddings)
-            embed_seconds = time.perf_counter() - t0
-            if ledger is not None:
-                ledger.add(ds.name, f"nodes:image:{source}:{embeddings}", embed_seconds, len(image_ids),
-                           detail="node texts embedded once and cached per text")
             for variant in cfg.variants:
                 caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
-                if caps.num_rows == 0:
+                cells = scoring.variants(source, embeddings, variant, backbone) if caps.num_rows else []
+                if not cells:
                     continue
                 cap_ids = caps["caption_id"].to_pylist()
-                qkey = (variant, embeddings, "" if embeddings == "vanilla" else source)
-                if qkey not in queries:
-                    t1 = time.perf_counter()
-                    queries[qkey] = (nodes(f"{'__'.join(qkey)}__queries", [graphs.captions[c] for c in cap_ids], source,
-                                           embeddings), time.perf_counter() - t1)
-                q, q_seconds = queries[qkey]
-                if ledger is not None:
-                    ledger.add(ds.name, f"nodes:query:{variant}:{embeddings}:{source}", q_seconds, len(cap_ids),
-                               detail="node texts embedded once and cached per text")
                 gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
                 cosine = None
                 shortlist = vectors[variant].shortlist if cfg.eval.shortlist_k else None
                 if shortlist is None and mode == "vg2vg":
                     cosine = vectors[variant].cosine_matrix()
-                for similarity, training, gmn in cells:
+                for cell_spec in cells:
+                    tag = cell_spec.nodes_tag
+                    d, embed_seconds = node_set(f"{source}__{tag}__images", [by_image[i] for i in image_ids],
+                                                cell_spec.encoder, f"nodes:image:{source}:{embeddings}", len(image_ids))
+                    q, _ = node_set(f"{variant}__{tag}__{'' if tag == 'vanilla' else source}__queries",
+                                    [graphs.captions[c] for c in cap_ids], cell_spec.encoder,
+                                    f"nodes:query:{variant}:{embeddings}:{source}", len(cap_ids))
+                    similarity, training, gmn = cell_spec.similarity, cell_spec.training, cell_spec.gmn
                     if shortlist is not None:
                         rows.append(_reranked_cell(cfg, ds, scoring, mode, similarity, training, gmn, q, d, vectors[variant],
                                                    shortlist, gold, cap_ids, image_ids, source, backbone or scoring.embedder.name,
                                                    variant, synthetic, shortlist_backbone, tracker, per_query_dir))
                         continue
-                    memo = f"{ds.name}/{source}/{variant}/{embeddings}"
+                    memo = f"{ds.name}/{source}/{variant}/{tag}"
                     scores, score_seconds = scoring.score(similarity, mode, q, d, cosine, gmn, memo)
                     m = torch.as_tensor(scores)
                     cell = evaluate_cell(lambda s, e: m[s:e], gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,

@@ -1,20 +1,23 @@
 """The 'vanilla' / 'trained' graph models of the benchmark (thesis secs. 5.4, 6.4), trained with Ray Train.
 
-Per dataset and image-graph source (simulated VLM / Gemini / oracle), on the train split's graphs
-(validation split for early stopping):
+Per dataset, image-graph source (simulated VLM / Gemini / oracle) and caption variant (one model per
+variant, trained on that variant's train captions and early-stopped on its own validation captions):
 
-* stage A, per node-embedding kind: ``vanilla`` = a G2G GMN on the frozen text embeddings;
-  ``trained`` = the graph encoder (``graph_matching.encoder``) trained with the G2G GMN and the
-  max-mean node loss; its encoder also feeds the 'trained' Hungarian cells;
-* stage B, per backbone: a VG2VG GMN (global cosine input) on stage A's frozen nodes, trained with the
-  backbone's train-split caption and image vectors, warm-started from stage A's GMN with the cosine
-  input at weight 0 (it starts at the G2G ranking and learns how much global cosine to add).
+* G2G, per node-embedding kind: ``vanilla`` = a G2G GMN on the frozen text embeddings; ``trained`` =
+  the graph encoder (``graph_matching.encoder``) trained with the G2G GMN and the max-mean node loss;
+  its encoder also feeds the 'trained' G2G Hungarian cells. Both use the same GMN config: the columns
+  differ only in the encoder;
+* VG2VG, per backbone and kind: the encoder and a VG2VG GMN (global cosine input, eq. 5) trained end to
+  end (Fig. 15) on the backbone's train-split caption and image vectors, warm-started from the G2G
+  matcher (its encoder, and its GMN with the cosine input at weight 0: training begins at the G2G
+  ranking and learns how much global cosine to add). Its encoder feeds the 'trained' VG2VG cells.
 
 Each stage is one Ray Train run named by the hash of everything that determines its weights (data,
 configs, backbone checkpoint), so a killed benchmark resumes the run, and the result is cached under
 ``<cache_dir>/graph_models/<key>.pt``: a second benchmark with the same data and config trains nothing.
-The combined checkpoint (encoder, G2G GMN, VG2VG heads) of every (dataset, source, embeddings) is written
-to ``<run_dir>/graph_models/`` and MLflow; it is the file ``graph_matching.gmn_checkpoint`` accepts.
+The combined checkpoint (encoder, G2G GMN, VG2VG matchers) of every (dataset, source, embeddings,
+variant) is written to ``<run_dir>/graph_models/`` and MLflow; it is the file
+``graph_matching.gmn_checkpoint`` accepts.
 """
 
 from __future__ import annotations
@@ -36,14 +39,14 @@ import torch
 from rsretrieval.config import BenchmarkConfig, GMNConfig, GraphEncoderConfig
 from rsretrieval.data.registry import evaluation_split
 from rsretrieval.data.schema import RSDataset
-from rsretrieval.graphs.tensors import embed_graphs, from_node_vectors
+from rsretrieval.graphs.tensors import embed_graphs
 from rsretrieval.pipelines.tracking import Tracker, metric_key
 from rsretrieval.training.graph_loop import GraphPairs, TrainData
-from rsretrieval.training.graph_model import GraphMatcher, save_matcher, training_gmn_config, warm_start_vg2vg
+from rsretrieval.training.graph_model import GraphMatcher, save_matcher, training_gmn_config, vg2vg_init
 
 log = logging.getLogger(__name__)
 VANILLA_ENCODER = GraphEncoderConfig(kind="vanilla")
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: per-variant models, end-to-end VG2VG, reverse edges
 
 
 def graph_pairs(graphs: Any, ds: RSDataset, source: str, variants: list[str], embedder: Any,
@@ -72,7 +75,7 @@ def _digest(*tensors: torch.Tensor | None) -> str:
 
 
 def data_fingerprint(data: TrainData) -> str:
-    parts = list((data.init_gmn or {}).values())
+    parts = list((data.init_state or {}).values())
     for p in (data.train, data.val):
         for b in (p.queries, p.docs):
             parts += [b.nodes.vectors, b.nodes.offsets, b.edge_index, b.edge_attr]
@@ -108,7 +111,7 @@ def fit_cached(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfi
     storage = tcfg.storage_path or Path(cfg.cache_dir) / "ray_train"
     fit = fit_graph_matcher(data, tcfg, encoder, gmn, f"graph-{key}", storage)
     keep = {k: fit.state[k] for k in ("best_model", "best_mr", "history", "epoch", "stopped")}
-    keep["best_epoch"] = fit.state.get("best_epoch", 0)
+    keep["best_epoch"], keep["lr"] = fit.state.get("best_epoch", 0), fit.state.get("lr")
     keep["seconds"] = fit.seconds
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -121,14 +124,15 @@ def fit_cached(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfi
 
 @dataclass
 class GraphModels:
-    """Trained matchers of one dataset: (source, embeddings) -> stage A; (source, embeddings, backbone) -> head."""
+    """Trained matchers of one dataset: (source, embeddings, variant) -> G2G; (source, embeddings, variant,
+    backbone) -> VG2VG."""
 
     dataset: str
-    g2g: dict[tuple[str, str], GraphMatcher] = field(default_factory=dict)
-    vg2vg: dict[tuple[str, str, str], GraphMatcher] = field(default_factory=dict)
+    g2g: dict[tuple[str, str, str], GraphMatcher] = field(default_factory=dict)
+    vg2vg: dict[tuple[str, str, str, str], GraphMatcher] = field(default_factory=dict)
     summary: list[dict[str, Any]] = field(default_factory=list)  # one row per stage (training table)
     notes: list[str] = field(default_factory=list)
-    variants: list[str] = field(default_factory=list)  # caption variants trained on
+    variants: list[str] = field(default_factory=list)  # caption variants with a model each
     train_graphs: Any = None  # DatasetGraphs of the train split
     val_graphs: Any = None
     train_ds: RSDataset | None = None
@@ -139,14 +143,15 @@ class GraphModels:
         """Accounting rows of the train/val graphs (data preparation of training)."""
         return [r for g in (self.train_graphs, self.val_graphs) if g is not None for r in g.generation]
 
-    def record(self, tracker: Tracker, source: str, embeddings: str, head: str, result: StageResult) -> None:
+    def record(self, tracker: Tracker, source: str, embeddings: str, variant: str, head: str,
+               result: StageResult) -> None:
         s = result.state
-        self.summary.append({"dataset": self.dataset, "graphs": source, "embeddings": embeddings, "head": head,
-                             "epochs": s["epoch"], "best_epoch": s.get("best_epoch", 0), "early_stopped": s["stopped"],
-                             "best_val_mr": s["best_mr"], "seconds": s.get("seconds", result.seconds),
-                             "cached": result.cached})
+        self.summary.append({"dataset": self.dataset, "graphs": source, "embeddings": embeddings, "variant": variant,
+                             "head": head, "epochs": s["epoch"], "best_epoch": s.get("best_epoch", 0),
+                             "early_stopped": s["stopped"], "best_val_mr": s["best_mr"], "lr": s.get("lr"),
+                             "seconds": s.get("seconds", result.seconds), "cached": result.cached})
         for h in s["history"]:  # learning curves, step = epoch
-            tracker.log_metrics({metric_key("train", self.dataset, source, embeddings, head, k): float(v)
+            tracker.log_metrics({metric_key("train", self.dataset, source, embeddings, variant, head, k): float(v)
                                  for k, v in h.items() if k != "epoch"}, step=int(h["epoch"]))
 
 
@@ -179,71 +184,63 @@ def prepare_training_graphs(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any) ->
         out.notes.append(f"{dcfg.name}: graph models not trained (no '{tcfg.split}' or '{tcfg.val_split}' split)")
         return out
     out.train_graphs, out.val_graphs = prepare_graphs(cfg, out.train_ds), prepare_graphs(cfg, out.val_ds)
-    present = set(out.train_ds.captions["variant"].to_pylist())
+    present = set(out.train_ds.captions["variant"].to_pylist()) & set(out.val_ds.captions["variant"].to_pylist())
     out.variants = [v for v in (tcfg.variants or cfg.variants) if v in present]
     return out
 
 
 def train_g2g_models(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, sources: list[str] | None, embedder: Any,
                      tracker: Tracker) -> GraphModels:
-    """Stage A for every image-graph source (None = all of the train split) and embeddings kind."""
+    """G2G matchers for every image-graph source (None = all of the train split), variant and embeddings kind."""
     gm, tcfg = cfg.graph_matching, cfg.graph_matching.train
     out = prepare_training_graphs(cfg, full, dcfg)
     if out.train_graphs is None:
         return out
-    variants = out.variants
     for source in sources if sources is not None else list(out.train_graphs.images):
         if source not in out.train_graphs.images or source not in out.val_graphs.images:
             out.notes.append(f"{dcfg.name}: no '{source}' image graphs of the train/val split; its GMN is not trained")
             continue
-        data = TrainData(graph_pairs(out.train_graphs, out.train_ds, source, variants, embedder),
-                         graph_pairs(out.val_graphs, out.val_ds, source, variants, embedder))
-        for emb in gm.embeddings:
-            encoder = VANILLA_ENCODER if emb == "vanilla" else gm.encoder
-            result = fit_cached(cfg, data, encoder, training_gmn_config(gm.gmn, encoder, False))
-            out.g2g[(source, emb)] = result.model
-            out.record(tracker, source, emb, "g2g", result)
+        for variant in out.variants:
+            data = TrainData(graph_pairs(out.train_graphs, out.train_ds, source, [variant], embedder),
+                             graph_pairs(out.val_graphs, out.val_ds, source, [variant], embedder))
+            for emb in gm.embeddings:
+                encoder = VANILLA_ENCODER if emb == "vanilla" else gm.encoder
+                result = fit_cached(cfg, data, encoder, training_gmn_config(gm.gmn, False))
+                out.g2g[(source, emb, variant)] = result.model
+                out.record(tracker, source, emb, variant, "g2g", result)
     out.notes.append(f"{dcfg.name}: GMN and graph encoder trained with Ray Train on {tcfg.split} "
-                     f"({out.train_ds.images.num_rows} images, variants {', '.join(variants)}), early-stopped on "
-                     f"{tcfg.val_split} mR; 'vanilla' GMN = trained on frozen node embeddings")
+                     f"({out.train_ds.images.num_rows} images), one model per caption variant "
+                     f"({', '.join(out.variants)}), each early-stopped on its own {tcfg.val_split} mR; "
+                     "'vanilla' = the same GMN on frozen node embeddings")
     return out
-
-
-def _encoded(pairs: GraphPairs, encoder: GraphMatcher) -> GraphPairs:
-    with torch.no_grad():
-        q, d = encoder.encode(pairs.queries), encoder.encode(pairs.docs)
-    return GraphPairs(from_node_vectors(pairs.queries, q.vectors.cpu()), from_node_vectors(pairs.docs, d.vectors.cpu()),
-                      pairs.query_image, pairs.query_vectors, pairs.doc_vectors)
 
 
 def train_vg2vg_heads(cfg: BenchmarkConfig, models: GraphModels, backbone: str, vectors: dict[str, Any],
                       embedder: Any, tracker: Tracker) -> None:
-    """Stage B for one backbone; ``vectors``: split -> (caption id -> row, caption vectors, image vectors)."""
-    for (source, emb), stage_a in list(models.g2g.items()):
+    """End-to-end VG2VG matchers of one backbone (encoder + VG2VG GMN, warm-started from the G2G matcher);
+    ``vectors``: split -> (caption id -> row, caption vectors, image vectors)."""
+    for (source, emb, variant), g2g in list(models.g2g.items()):
         pairs = {}
         for split, ds, graphs in (("train", models.train_ds, models.train_graphs), ("val", models.val_ds, models.val_graphs)):
-            caps = ds.captions.filter(pc.is_in(ds.captions["variant"], pa.array(models.variants)))
+            caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
             index, cap_vec, img_vec = vectors[split]
             rows = [index[c] for c in caps["caption_id"].to_pylist()]
-            pairs[split] = _encoded(graph_pairs(graphs, ds, source, models.variants, embedder,
-                                                (cap_vec[rows], img_vec)), stage_a)
-        # nodes frozen (stage A's encoder), the GMN warm-started from stage A's with the cosine input at 0
-        data = TrainData(pairs["train"], pairs["val"], warm_start_vg2vg(stage_a.gmn.state_dict()))
-        result = fit_cached(cfg, data, VANILLA_ENCODER, stage_a.gmn_cfg.model_copy(update={"use_global": True}))
-        models.vg2vg[(source, emb, backbone)] = result.model
-        models.record(tracker, source, emb, f"vg2vg-{backbone}", result)
+            pairs[split] = graph_pairs(graphs, ds, source, [variant], embedder, (cap_vec[rows], img_vec))
+        data = TrainData(pairs["train"], pairs["val"], vg2vg_init(g2g))
+        result = fit_cached(cfg, data, g2g.encoder_cfg, g2g.gmn_cfg.model_copy(update={"use_global": True}))
+        models.vg2vg[(source, emb, variant, backbone)] = result.model
+        models.record(tracker, source, emb, variant, f"vg2vg-{backbone}", result)
 
 
 def write_model_files(models: GraphModels, run_dir: Path, tracker: Tracker) -> list[Path]:
-    """One combined checkpoint per (source, embeddings): encoder, G2G GMN, every backbone's VG2VG head."""
+    """One combined checkpoint per (source, embeddings, variant): encoder, G2G GMN, every backbone's VG2VG matcher."""
     paths = []
-    for (source, emb), model in models.g2g.items():
-        heads = {b: m.gmn for (s, e, b), m in models.vg2vg.items() if (s, e) == (source, emb)}
-        meta = {"dataset": models.dataset, "graphs": source,
-                "summary": [r for r in models.summary if (r["graphs"], r["embeddings"]) == (source, emb)]}
-        path = save_matcher(run_dir / "graph_models" / f"{models.dataset}-{source}-{emb}.pt", emb, model,
-                            json.loads(json.dumps(meta, default=str)), heads)
+    for (source, emb, variant), model in models.g2g.items():
+        heads = {b: m for (s, e, v, b), m in models.vg2vg.items() if (s, e, v) == (source, emb, variant)}
+        meta = {"dataset": models.dataset, "graphs": source, "variant": variant,
+                "summary": [r for r in models.summary if (r["graphs"], r["embeddings"], r["variant"]) == (source, emb, variant)]}
+        path = save_matcher(run_dir / "graph_models" / f"{models.dataset}-{source}-{emb}-{variant}.pt", emb, model,
+                            json.loads(json.dumps(meta, default=str)), heads, variant)
         tracker.log_artifact(path, "graph_models")
         paths.append(path)
     return paths
-

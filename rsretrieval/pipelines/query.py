@@ -111,14 +111,14 @@ def _graph_scores(index: QueryIndex, cfg: BenchmarkConfig, texts: list[str], mod
     d_el = [index.graphs[source].get(i, GraphElements([], [], [])) for i in index.image_ids]
     gmn = None
     if similarity == "gmn":
-        model = scoring.matcher(source, scoring.checkpoint["embeddings"] if scoring.checkpoint else "vanilla",
+        model = scoring.matcher(source, scoring.checkpoint["embeddings"] if scoring.checkpoint else "vanilla", None,
                                 index.backbone if mode == "vg2vg" else None)
         if model is None:
             raise ValueError(f"{mode} with the GMN needs graph_matching.gmn_checkpoint: a run's graph_models/*.pt "
                              f"with a {'VG2VG head for ' + index.backbone if mode == 'vg2vg' else 'G2G GMN'}")
         gmn = model.gmn
-    embeddings = "trained" if gmn is not None and scoring.checkpoint["embeddings"] == "trained" else "vanilla"
-    q, d = scoring.nodes(q_el, source, embeddings), scoring.nodes(d_el, source, embeddings)
+    encoder = model if gmn is not None and scoring.checkpoint["embeddings"] == "trained" else None
+    q, d = scoring.nodes(q_el, encoder), scoring.nodes(d_el, encoder)
     cosine = None
     if mode == "vg2vg":
         from rsretrieval.encoders.loader import encode_texts

@@ -68,8 +68,10 @@ def tune_scheduler(space: SearchSpace, max_t: int) -> Any:
     return ASHAScheduler(time_attr="training_iteration", max_t=max_t, **opts)
 
 
-def sweep_data(cfg: BenchmarkConfig, source: str | None = None) -> tuple[TrainData, str, list[str]]:
-    """Training data of the first dataset: (data, image-graph source used, notes)."""
+def sweep_data(cfg: BenchmarkConfig, source: str | None = None, variant: str | None = None
+               ) -> tuple[TrainData, str, list[str]]:
+    """Training data of the first dataset and one caption variant (default: fine_grained when present, as the
+    benchmark trains one model per variant): (data, image-graph source used, notes)."""
     from rsretrieval.data.registry import load_dataset
     from rsretrieval.graphs.embedder import CachedTextEmbedder, load_text_embedder
     from rsretrieval.pipelines.graph_training import graph_pairs, prepare_training_graphs
@@ -83,9 +85,12 @@ def sweep_data(cfg: BenchmarkConfig, source: str | None = None) -> tuple[TrainDa
     if source not in available:
         raise ValueError(f"{dcfg.name}: no image graphs '{source}' for train and validation (available: {available}); "
                          "choose one with --graphs")
+    variant = variant or ("fine_grained" if "fine_grained" in models.variants else models.variants[0])
+    if variant not in models.variants:
+        raise ValueError(f"{dcfg.name}: no '{variant}' captions in train and validation (have: {models.variants})")
     embedder = CachedTextEmbedder(load_text_embedder(cfg.graph_matching.embedder), Path(cfg.cache_dir) / "node_embeddings")
-    data = TrainData(graph_pairs(models.train_graphs, models.train_ds, source, models.variants, embedder),
-                     graph_pairs(models.val_graphs, models.val_ds, source, models.variants, embedder))
+    data = TrainData(graph_pairs(models.train_graphs, models.train_ds, source, [variant], embedder),
+                     graph_pairs(models.val_graphs, models.val_ds, source, [variant], embedder))
     return data, source, models.notes
 
 
@@ -102,7 +107,7 @@ def _trial(values: dict[str, Any], data: TrainData, base: dict[str, Any], embedd
     gm = cfg.graph_matching
     torch.set_num_threads(max(1, int(gm.train.cpus_per_worker or 1)))
     encoder = gm.encoder if embeddings == "trained" else VANILLA_ENCODER
-    train_graph_matcher(data, gm.train, encoder, training_gmn_config(gm.gmn, encoder, False), CheckpointReporter(tune))
+    train_graph_matcher(data, gm.train, encoder, training_gmn_config(gm.gmn, False), CheckpointReporter(tune))
 
 
 def run_sweep(cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str | None = None,

@@ -1,10 +1,11 @@
 """``rayjobs/train.py``: train the graph models of one dataset outside the benchmark, logged to MLflow.
 
 The same stages as the benchmark (:mod:`rsretrieval.pipelines.graph_training`): per image-graph
-source and node-embedding kind a G2G matcher, then a VG2VG head per configured backbone. Ray Train
+source, caption variant and node-embedding kind a G2G matcher, then an end-to-end VG2VG matcher per
+configured backbone. Ray Train
 runs are named by the hash of data + config, so restarting the same job resumes its runs from their
 last checkpoints, and a finished one is loaded from the cache. Outputs in ``<output_dir>/<run_name>/``:
-``graph_models/<dataset>-<source>-<embeddings>.pt`` (use one as ``graph_matching.gmn_checkpoint``),
+``graph_models/<dataset>-<source>-<embeddings>-<variant>.pt`` (use one as ``graph_matching.gmn_checkpoint``),
 ``training.csv``, and with ``lr_find`` ``lr_finder.png`` (steepest-descent LR, sec. 5.4.3).
 """
 
@@ -71,7 +72,7 @@ def _lr_find(cfg: BenchmarkConfig, sources: list[str] | None, run_dir: Path, tra
     gm = cfg.graph_matching
     data, source, _ = sweep_data(cfg, sources[0] if sources else None)
     encoder = gm.encoder if "trained" in gm.embeddings else VANILLA_ENCODER
-    result = find_lr(data, gm.train, encoder, training_gmn_config(gm.gmn, encoder, False))
+    result = find_lr(data, gm.train, encoder, training_gmn_config(gm.gmn, False))
     plot = save_plot(result, run_dir / "lr_finder.png")
     tracker.log_artifact(plot)
     tracker.log_metrics({"lr_finder/steepest_lr": result.steepest_lr})

@@ -7,8 +7,10 @@ checkpoint comes from, where metrics and checkpoints go). Per epoch:
 * the :class:`CaptionPerImageSampler` draws one caption per image and cuts contrastive batches with
   no two captions of one image (5.4.2); with W workers, worker r takes batches r, r + W, ... and every
   worker takes the same number of steps (DDP needs that);
-* loss: InfoNCE (eq. 6, default) or triplet (eq. 7) over the B x B GMN scores, plus, when the encoder
-  is trained, the same loss over the max-mean node scores (the encoder used with Hungarian matching);
+* loss: InfoNCE (eq. 6, default; caption -> image as written, ``symmetric`` adds image -> caption) or
+  triplet (eq. 7) over the B x B GMN scores, plus, when the encoder is trained, the same loss over the
+  max-mean node scores (the encoder used with Hungarian matching);
+* ``lr: auto``: the LR range test (sec. 5.4.3) on the training batches picks the peak rate first;
 * gradient accumulation to the effective batch of eq. 8 and a per-update cosine schedule with warm-up;
 * validation mR (T2I, mean of R@1/5/10) of the GMN and of max-mean on the validation split; the best
   epoch's weights are kept, and training stops after ``patience`` epochs without improvement;
@@ -72,7 +74,7 @@ class GraphPairs:
 class TrainData:
     train: GraphPairs
     val: GraphPairs
-    init_gmn: dict[str, torch.Tensor] | None = None  # GMN weights to start from (e.g. a VG2VG warm start)
+    init_state: dict[str, torch.Tensor] | None = None  # matcher weights to start from (e.g. a VG2VG warm start)
 
 
 class Reporter(Protocol):
@@ -177,13 +179,16 @@ def train_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: Grap
                          f"x {reporter.world} workers; lower graph_matching.train.batch_size")
     acc = accumulation_steps(cfg.effective_batch_size, cfg.batch_size, reporter.world) if cfg.effective_batch_size else 1
     updates = math.ceil(steps / acc)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = cosine_scheduler(opt, cfg.epochs * updates, round(cfg.warmup_epochs * updates), cfg.min_lr)
     state = reporter.restore()
+    if state is None and data.init_state is not None:
+        model.load_state_dict(data.init_state)
+    # 'auto': the range test on this model's start; a resumed run keeps the rate it found (the schedule's base LR)
+    lr = (state or {}).get("lr") or (auto_lr(data, cfg, encoder, gmn) if cfg.lr == "auto" else cfg.lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    sched = cosine_scheduler(opt, cfg.epochs * updates, round(cfg.warmup_epochs * updates), cfg.min_lr)
     if state is None:
-        if data.init_gmn is not None:
-            model.gmn.load_state_dict(data.init_gmn)
-        state = {"epoch": 0, "best_mr": -1.0, "bad_epochs": 0, "best_model": None, "history": [], "stopped": False}
+        state = {"epoch": 0, "best_mr": -1.0, "bad_epochs": 0, "best_model": None, "history": [], "stopped": False,
+                 "lr": lr}
     else:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -229,13 +234,24 @@ def train_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: Grap
 
 
 
+def auto_lr(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphEncoderConfig, gmn: GMNConfig) -> float:
+    """The rate ``lr: auto`` trains with: the range test's steepest descent (an error when the test found none)."""
+    found = find_lr(data, cfg, encoder, gmn).steepest_lr
+    if not math.isfinite(found):
+        raise ValueError("lr: auto - the LR range test found no finite loss to descend; set graph_matching.train.lr")
+    return float(found)
+
+
 def find_lr(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphEncoderConfig, gmn: GMNConfig,
             min_lr: float = 1e-6, max_lr: float = 1.0, steps: int = 60) -> Any:
-    """LR range test (sec. 5.4.3) on the training batches: the steepest-descent LR and the curve."""
+    """LR range test (sec. 5.4.3) on the training batches, from the matcher's starting weights
+    (``data.init_state`` when given): the steepest-descent LR and the curve."""
     from rsretrieval.training.lr_finder import lr_finder
 
     train = data.train
     model = GraphMatcher(encoder, gmn, train.queries.node_dim, int(train.queries.edge_attr.shape[1]), seed=cfg.seed)
+    if data.init_state is not None:
+        model.load_state_dict(data.init_state)
     sampler = CaptionPerImageSampler(train.query_image.tolist(), cfg.batch_size, seed=cfg.seed, drop_last=True)
     use_node = model.trains_encoder and cfg.node_loss_weight > 0
 

@@ -9,18 +9,23 @@ Hungarian assignment when the encoder is trained for Hungarian matching (the ass
 no useful gradient; max-mean upper-bounds the thesis' matched-mean score and equals it when the
 best matches are distinct).
 
-Hard histogram counts pass no gradient to the node similarities, so a trainable encoder is trained
-with soft binning (:func:`training_gmn_config`), and its checkpoint records that config so scoring
-uses the same network.
+The 'vanilla' and 'trained' columns of the thesis differ only in the node encoder: both use the
+configured GMN as it is (:func:`training_gmn_config` only sets ``use_global``). The GMN passes
+gradient to the node similarities only with ``soft_binning``; with hard counts a trained encoder
+learns from the max-mean node loss alone.
+
+A VG2VG matcher is trained end to end (Fig. 15): its own copy of the encoder with the VG2VG GMN
+(global cosine input, eq. 5), warm-started from the G2G matcher of the same variant
+(:func:`vg2vg_init`).
 
 Checkpoint file (``torch.save`` dict, loads with ``weights_only=True``)::
 
-    {"format": "rsretrieval-graph-matcher@1", "embeddings": "vanilla" | "trained",
+    {"format": "rsretrieval-graph-matcher@2", "embeddings": "vanilla" | "trained", "variant": str | None,
      "encoder_config": {...}, "gmn_config": {...}, "node_dim": D, "edge_dim": D_e,
      "encoder": state_dict, "gmn_g2g": state_dict,
-     "vg2vg": {backbone: {"gmn_config": {...}, "state": state_dict}}, "meta": {...}}
+     "vg2vg": {backbone: {"gmn_config": {...}, "state": state_dict, "encoder": state_dict}}, "meta": {...}}
 
-A VG2VG head is a GMN with the global cosine input, trained on the nodes of this file's (frozen) encoder.
+Files of format @1 (one-way message passing, VG2VG heads on the G2G encoder) still load.
 """
 
 from __future__ import annotations
@@ -37,12 +42,14 @@ from rsretrieval.matching.graph_encoders import build_graph_encoder
 from rsretrieval.matching.gmn import GraphMatchingNetwork
 from rsretrieval.matching.late_interaction import PackedVectors
 
-CHECKPOINT_FORMAT = "rsretrieval-graph-matcher@1"
+CHECKPOINT_FORMAT = "rsretrieval-graph-matcher@2"
+OLD_FORMATS = ("rsretrieval-graph-matcher@1",)
 
 
-def training_gmn_config(gmn: GMNConfig, encoder: GraphEncoderConfig, use_global: bool) -> GMNConfig:
-    """The GMN config used in training: soft binning when the encoder is trained (gradient to the nodes)."""
-    return gmn.model_copy(update={"use_global": use_global, "soft_binning": gmn.soft_binning or encoder.kind != "vanilla"})
+def training_gmn_config(gmn: GMNConfig, use_global: bool) -> GMNConfig:
+    """The GMN config of a G2G (``use_global`` False) or VG2VG matcher: the configured one, for both node
+    encoders alike, so that 'vanilla' and 'trained' cells differ only in the encoder."""
+    return gmn.model_copy(update={"use_global": use_global})
 
 
 def select_graphs(batch: GraphBatch, idx: torch.Tensor | list[int]) -> GraphBatch:
@@ -121,15 +128,28 @@ def warm_start_vg2vg(g2g_state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
-def save_matcher(path: str | Path, embeddings: str, model: GraphMatcher, meta: dict[str, Any], vg2vg: dict[str, GraphMatchingNetwork] | None = None) -> Path:
-    """Write the checkpoint file (atomically)."""
+def vg2vg_init(g2g: GraphMatcher) -> dict[str, torch.Tensor]:
+    """Initial state of an end-to-end VG2VG matcher: the G2G matcher's encoder and its GMN warm-started
+    (:func:`warm_start_vg2vg`)."""
+    out = {f"encoder.{k}": v.detach().clone() for k, v in g2g.encoder.state_dict().items()}
+    out.update({f"gmn.{k}": v for k, v in warm_start_vg2vg(g2g.gmn.state_dict()).items()})
+    return out
+
+
+def _cpu(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.cpu() for k, v in module.state_dict().items()}
+
+
+def save_matcher(path: str | Path, embeddings: str, model: GraphMatcher, meta: dict[str, Any],
+                 vg2vg: dict[str, GraphMatcher] | None = None, variant: str | None = None) -> Path:
+    """Write the checkpoint file (atomically); ``vg2vg``: backbone -> its end-to-end VG2VG matcher."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": CHECKPOINT_FORMAT, "embeddings": embeddings, "encoder_config": model.encoder_cfg.model_dump(),
+    state = {"format": CHECKPOINT_FORMAT, "embeddings": embeddings, "variant": variant,
+             "encoder_config": model.encoder_cfg.model_dump(),
              "gmn_config": model.gmn_cfg.model_dump(), "node_dim": model.node_dim, "edge_dim": model.edge_dim,
-             "encoder": {k: v.cpu() for k, v in model.encoder.state_dict().items()},
-             "gmn_g2g": {k: v.cpu() for k, v in model.gmn.state_dict().items()},
-             "vg2vg": {name: {"gmn_config": head.cfg.model_dump(), "state": {k: v.cpu() for k, v in head.state_dict().items()}}
+             "encoder": _cpu(model.encoder), "gmn_g2g": _cpu(model.gmn),
+             "vg2vg": {name: {"gmn_config": head.gmn_cfg.model_dump(), "state": _cpu(head.gmn), "encoder": _cpu(head.encoder)}
                        for name, head in (vg2vg or {}).items()}, "meta": meta}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
@@ -144,22 +164,26 @@ def load_matcher_file(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"graph-matcher checkpoint {path} does not exist; train one with "
                                 "`python rayjobs/train.py` or leave graph_matching.gmn_checkpoint unset")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, *OLD_FORMATS):
         raise ValueError(f"{path} is not a graph-matcher checkpoint ({CHECKPOINT_FORMAT}); it was not written by "
                          "rayjobs/train.py")
     return state
 
 
 def matcher_from_state(state: dict[str, Any], head: str = "g2g") -> GraphMatcher:
-    """The matcher of a checkpoint dict: its encoder with the G2G GMN (``head="g2g"``) or a backbone's VG2VG GMN."""
-    enc = GraphEncoderConfig(**state["encoder_config"])
+    """The matcher of a checkpoint dict: the G2G matcher (``head="g2g"``) or a backbone's VG2VG matcher
+    (its own encoder; in @1 files the G2G encoder)."""
+    # @1 files predate reverse edges: their encoders passed messages one way
+    enc = GraphEncoderConfig(**{"reverse_edges": False, **state["encoder_config"]})
+    encoder_state = state["encoder"]
     if head == "g2g":
         gmn_cfg, gmn_state = GMNConfig(**state["gmn_config"]), state["gmn_g2g"]
     elif head in state["vg2vg"]:
         gmn_cfg, gmn_state = GMNConfig(**state["vg2vg"][head]["gmn_config"]), state["vg2vg"][head]["state"]
+        encoder_state = state["vg2vg"][head].get("encoder", encoder_state)
     else:
         raise KeyError(f"checkpoint has no VG2VG head for backbone {head!r} (it has: {sorted(state['vg2vg']) or 'none'})")
     model = GraphMatcher(enc, gmn_cfg, state["node_dim"], state["edge_dim"])
-    model.encoder.load_state_dict(state["encoder"])
+    model.encoder.load_state_dict(encoder_state)
     model.gmn.load_state_dict(gmn_state)
     return model.eval()
