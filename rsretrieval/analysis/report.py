@@ -4,6 +4,7 @@ Everything is inlined (CSS, PNG plots, JPEG thumbnails as data URIs, no scripts)
 mailed, attached to MLflow, or opened offline. It shows, from the files of the run folder:
 
 * what ran and the caveats (synthetic data, simulated VLM, oracle graphs) from the results footnotes;
+* the findings table (does each claim of the thesis hold in this run?, ``findings.csv``);
 * the thesis-layout tables (tables.md) and plots of mR per method and of mR against ms per query;
 * cost and latency per method (cost.md), generation, training and graph statistics when present;
 * example retrievals: queries drawn at random (seeded, never picked for looking good) with, per
@@ -250,6 +251,19 @@ def _csv_section(run_dir: Path, name: str, title: str) -> str:
     return f"<h2>{esc(title)}</h2><p class='meta'>{esc(name)}</p>" + frame_html(pd.read_csv(path))
 
 
+def _findings_section(run_dir: Path, cfg: BenchmarkConfig, results: pd.DataFrame) -> str:
+    """The findings table (does each thesis claim hold?) from ``findings.csv``, computed when missing."""
+    from rsretrieval.evaluation.findings import compute_findings, findings_html, read_findings
+
+    if (run_dir / "findings.csv").exists():
+        return findings_html(read_findings(run_dir / "findings.csv"))
+    if not any((run_dir / "per_query").glob("*.parquet")):
+        return ""
+    e = cfg.eval
+    return findings_html(compute_findings(results, run_dir / "per_query", e.confidence, e.bootstrap_resamples or 1000,
+                                          e.bootstrap_seed))
+
+
 def build_report(run_dir: Path, rcfg: ReportConfig | None = None, out: Path | None = None) -> Path:
     """Write ``report.html`` (or ``out``) for the run in ``run_dir``; returns its path."""
     import json
@@ -268,6 +282,7 @@ def build_report(run_dir: Path, rcfg: ReportConfig | None = None, out: Path | No
     if caveats:
         body.append("<div class='banner'><b>Read these numbers with their caveats:</b><ul>"
                     + "".join(f"<li>{esc(c)}</li>" for c in caveats) + "</ul></div>")
+    body.append(_findings_section(run_dir, cfg, results))
     body.append("<h2>Results</h2>")
     if (run_dir / "tables.md").exists():
         body.append(markdown_html((run_dir / "tables.md").read_text(), shift=2))
