@@ -72,6 +72,11 @@ class RsTinyOptions(_Strict):
     weight_decay: float = Field(0.05, description="AdamW weight decay")
     seed: int = Field(0, description="Seed of initialisation and caption sampling")
     threads: int | None = Field(None, description="torch CPU threads while training (None = torch default)")
+    crops: bool = Field(True, description="Also train on crops of the train images (the benchmark's uniform grid and "
+                        "region crops, from image_scenes) captioned from the ground-truth objects inside each crop, so "
+                        "the crops the scene modes embed are in distribution; false = whole images only")
+    crops_per_image: int = Field(1, ge=1, description="Crop pairs per train image per epoch (drawn at random from its "
+                                 "crops), besides the image itself")
     train_data: SynthRSOptions = Field(default_factory=SynthRSOptions, description="The synthrs dataset whose train split trains rs-tiny")
 
 

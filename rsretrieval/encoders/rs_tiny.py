@@ -4,8 +4,14 @@ A fresh machine has no RS checkpoint, so the embedded benchmark trains this mode
 (symmetric InfoNCE, one random caption per image per epoch so a batch never holds two captions
 of one image, AdamW with a cosine schedule) and caches the weights under
 ``<cache_dir>/backbones/rs-tiny-<key>.pt``, where the key hashes the training options, the
-model config and the training data. It only knows the synthetic world: its numbers on real
-datasets mean nothing.
+model config, the training data and (with ``crops``) the benchmark's crop config. It only knows
+the synthetic world: its numbers on real datasets mean nothing.
+
+With ``crops`` (default) the training pairs also hold crops of the train images, cut as the
+benchmark cuts them and captioned from what is inside (:mod:`rsretrieval.encoders.rs_tiny_crops`):
+per epoch every image gives its full view with one of its captions and ``crops_per_image`` random
+crops with theirs. A batch never holds two items of one image: its full views and its crops come
+from disjoint stretches of one permutation of the images.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from rsretrieval.config import RsTinyOptions
+from rsretrieval.config import ImageScenesConfig, RsTinyOptions
 from rsretrieval.data.schema import RSDataset
 
 log = logging.getLogger(__name__)
@@ -37,10 +43,14 @@ def _model_config() -> dict:
         return json.load(f)
 
 
-def checkpoint_key(options: RsTinyOptions, train: RSDataset) -> str:
+def checkpoint_key(options: RsTinyOptions, train: RSDataset, scenes: ImageScenesConfig | None = None) -> str:
     """Hash of everything that determines the trained weights."""
+    from rsretrieval.encoders.rs_tiny_crops import crop_methods_config
+
+    crops = crop_methods_config(scenes or ImageScenesConfig()) if options.crops else None
     payload = json.dumps(
-        {"options": options.model_dump(exclude={"threads"}), "model": _model_config(), "data": train.fingerprint(), "v": 1},
+        {"options": options.model_dump(exclude={"threads"}), "model": _model_config(), "data": train.fingerprint(),
+         "crops": crops, "v": 2},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -65,11 +75,25 @@ def _caption_lists(train: RSDataset) -> tuple[list[str], list[list[int]]]:
     return train.images["uri"].to_pylist(), per_image
 
 
-def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path) -> dict[str, float]:
-    """Train rs-tiny on ``train`` (one split) and save its state dict to ``out_path``.
+def _epoch_batches(rng: np.random.Generator, n: int, per_batch: int, rounds: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """Per step: the images whose full view it trains, and per crop round the images whose crop it trains.
 
-    Returns training statistics (final loss, seconds, steps).
+    Round r reads the same permutation shifted by r * n / rounds, so within a step no image repeats
+    as long as ``per_batch * rounds <= n``.
     """
+    order = rng.permutation(n)
+    shifts = [r * n // rounds for r in range(1, rounds)]
+    out = []
+    for step in range(max(1, n // per_batch)):
+        idx = np.arange(step * per_batch, min((step + 1) * per_batch, n))
+        out.append((order[idx], [order[(idx + k) % n] for k in shifts]))
+    return out
+
+
+def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path,
+                  scenes: ImageScenesConfig | None = None) -> dict[str, float]:
+    """Train rs-tiny on ``train`` (one split; with ``options.crops`` also on its crops as ``scenes`` cuts them)
+    and save its state dict to ``out_path``. Returns training statistics (final loss, seconds, steps)."""
     import open_clip
 
     from rsretrieval.encoders.loader import ensure_model_configs
@@ -86,8 +110,24 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path) -> d
     pixels = _load_pixels(uris, preprocess)
     tokens = tokenizer(train.captions["text"].to_pylist())
     n = len(uris)
-    bs = min(options.batch_size, n)
-    steps_per_epoch = max(1, n // bs)  # drop the last partial batch: InfoNCE needs negatives
+    crops, crop_rows, rounds = None, [], 1
+    if options.crops:
+        from torchvision.transforms import Compose
+
+        from rsretrieval.encoders.rs_tiny_crops import crop_pairs
+
+        to_tensor = Compose(preprocess.transforms[:-1])  # everything but Normalize: values k / 255
+        normalise = preprocess.transforms[-1]
+        crops = crop_pairs(train, options.train_data, scenes or ImageScenesConfig(),
+                           lambda im: (to_tensor(im) * 255).round().to(torch.uint8))
+        crop_tokens = tokenizer(crops.captions)
+        crop_rows = crops.per_image(n)
+        rounds = 1 + options.crops_per_image if len(crops.owner) else 1
+        log.info("rs-tiny: %d crops of %d train images (%.1f per image) join the training pairs",
+                 len(crops.owner), n, len(crops.owner) / max(n, 1))
+    bs = min(options.batch_size, n * rounds)
+    per_batch = max(1, bs // rounds)  # images whose full view a step trains; as many crops per round
+    steps_per_epoch = max(1, n // per_batch)  # drop the last partial batch: InfoNCE needs negatives
     total = steps_per_epoch * options.epochs
     warmup = max(1, steps_per_epoch)
     opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
@@ -98,15 +138,19 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path) -> d
     model.train()
     loss_value = float("nan")
     for epoch in range(options.epochs):
-        order = rng.permutation(n)
         # thesis 5.4.2: one random caption per image per epoch, so no batch holds two captions of one image
         chosen = np.array([per_image[i][rng.integers(len(per_image[i]))] for i in range(n)])
-        for step in range(steps_per_epoch):
-            idx = order[step * bs : (step + 1) * bs]
-            img_f = F.normalize(model.encode_image(pixels[idx]), dim=-1)
-            txt_f = F.normalize(model.encode_text(tokens[chosen[idx]]), dim=-1)
+        for full_idx, crop_rounds in _epoch_batches(rng, n, per_batch, rounds):
+            images, texts = [pixels[full_idx]], [tokens[chosen[full_idx]]]
+            for owners in crop_rounds:  # one random crop of each of these images
+                rows = np.array([r[rng.integers(len(r))] for r in (crop_rows[o] for o in owners) if len(r)], dtype=np.int64)
+                if len(rows):
+                    images.append(normalise(crops.pixels[rows].float() / 255))
+                    texts.append(crop_tokens[rows])
+            img_f = F.normalize(model.encode_image(torch.cat(images)), dim=-1)
+            txt_f = F.normalize(model.encode_text(torch.cat(texts)), dim=-1)
             logits = model.logit_scale.exp() * img_f @ txt_f.T
-            labels = torch.arange(len(idx))
+            labels = torch.arange(len(img_f))
             loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -121,18 +165,20 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path) -> d
     tmp = out_path.with_suffix(".tmp")
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, out_path)  # atomic: a killed training never leaves a half-written checkpoint
-    stats = {"final_loss": loss_value, "train_seconds": seconds, "steps": float(total), "images": float(n)}
+    stats = {"final_loss": loss_value, "train_seconds": seconds, "steps": float(total), "images": float(n),
+             "crops": float(len(crops.owner)) if crops is not None else 0.0}
     with open(out_path.with_suffix(".json"), "w", encoding="utf-8") as f:
         json.dump({"options": options.model_dump(), "stats": stats}, f, indent=2)
     return stats
 
 
-def ensure_rs_tiny(train: RSDataset, options: RsTinyOptions, cache_dir: Path) -> Path:
-    """Path of the trained rs-tiny checkpoint for (options, data); trains it when not cached."""
-    path = Path(cache_dir) / "backbones" / f"{MODEL_NAME}-{checkpoint_key(options, train)}.pt"
+def ensure_rs_tiny(train: RSDataset, options: RsTinyOptions, cache_dir: Path,
+                   scenes: ImageScenesConfig | None = None) -> Path:
+    """Path of the trained rs-tiny checkpoint for (options, data, crop config); trains it when not cached."""
+    path = Path(cache_dir) / "backbones" / f"{MODEL_NAME}-{checkpoint_key(options, train, scenes)}.pt"
     if path.exists():
         log.info("rs-tiny: using cached weights %s", path)
         return path
     log.info("rs-tiny: training on %d synthrs train images (first use; cached at %s)", train.images.num_rows, path)
-    train_rs_tiny(train, options, path)
+    train_rs_tiny(train, options, path, scenes)
     return path

@@ -72,7 +72,7 @@ def resolve_checkpoint(bcfg: BackboneConfig, cfg: BenchmarkConfig) -> Path | Non
         from rsretrieval.encoders.rs_tiny import ensure_rs_tiny
 
         train = load_synthrs_dataset(bcfg.rs_tiny.train_data, cfg.cache_dir).split("train")
-        return ensure_rs_tiny(train, bcfg.rs_tiny, cfg.cache_dir)
+        return ensure_rs_tiny(train, bcfg.rs_tiny, cfg.cache_dir, cfg.image_scenes)
     from rsretrieval.encoders.registry import get_backbone_spec, resolve_checkpoint as find
 
     spec = get_backbone_spec(bcfg.name)
