@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 from rsretrieval.data.schema import CAPTIONS_SCHEMA, GRAPHS_SCHEMA, IMAGES_SCHEMA, normalise_caption
 from rsretrieval.data.synthrs import (
     SCENE_TYPES,
+    Region,
     SceneObject2D,
     SceneSpec,
     SynthRSConfig,
@@ -21,8 +23,18 @@ from rsretrieval.data.synthrs import (
     load_synthrs,
     render_scene,
     sample_scene,
+    scene_for,
 )
-from rsretrieval.data.synthrs_text import MANY_TREES, number_word
+from rsretrieval.data.synthrs_text import (
+    _KEY,
+    _NAMES,
+    MANY_TREES,
+    MAX_WORDS,
+    build_graph,
+    fine_grained_caption,
+    name_forms,
+    number_word,
+)
 from rsretrieval.graphs.schema import SCENE_NODE_ID, ImageSceneGraph
 
 SMALL = SynthRSConfig(seed=0, n_train=20, n_val=5, n_test=10, workers=1)
@@ -74,8 +86,6 @@ def test_schema_and_graphs(small_ds: tuple[Path, object]) -> None:
     g = ds.graphs  # type: ignore[attr-defined]
     assert g["owner_id"].to_pylist() == ids
     assert set(g["kind"].to_pylist()) == {"image_graph"} and set(g["generator"].to_pylist()) == {"ground_truth"}
-    from rsretrieval.data.synthrs import scene_for
-
     for iid, raw in zip(ids, g["graph"].to_pylist()):
         graph = ImageSceneGraph.model_validate_json(raw)
         split, idx = iid.split(":")[1].split("_")
@@ -91,16 +101,123 @@ def test_schema_and_graphs(small_ds: tuple[Path, object]) -> None:
         assert scene_links == {o.id for o in graph.objects}  # every node hangs off the scene hyper-node
 
 
-def test_fine_caption_has_exact_counts(small_ds: tuple[Path, object]) -> None:
+_FORMS = sorted(((f, k) for k in _NAMES for f in name_forms(k)), key=lambda fk: -len(fk[0]))
+_NUMS = sorted([number_word(i) for i in range(1, 100)], key=len, reverse=True)
+_COUNT = re.compile(  # a number, up to four modifiers (no "and"/"of"/number), a name of an object type
+    rf"(?<![\w-])(\d+|{'|'.join(_NUMS)})\s+((?:(?!(?:and|of|{'|'.join(_NUMS)})\b)[a-z][a-z-]*\s+){{0,4}}?)"
+    rf"({'|'.join(re.escape(f) for f, _ in _FORMS)})(?![\w-])")
+_APPROX = frozenset("than about around roughly nearly over almost approximately".split())
+
+
+def stated_counts(text: str) -> list[tuple[str, int]]:
+    """(object type, count) of every count a caption states exactly ('six small beige oil tanks', '43 vehicles')."""
+    kind = {f: k for f, k in _FORMS}
+    out = []
+    for m in _COUNT.finditer(text.lower()):
+        before = text.lower()[:m.start()].split()
+        if before and before[-1] in _APPROX:  # "more than forty", "about twenty": not exact
+            continue
+        out.append((kind[m.group(3)], int(m.group(1)) if m.group(1).isdigit() else _NUMS_VALUE[m.group(1)]))
+    return out
+
+
+_NUMS_VALUE = {number_word(i): i for i in range(1, 100)}
+
+
+def _scenes(n: int, seed: int = 0) -> list[SceneSpec]:
+    cfg = SynthRSConfig(seed=seed)
+    return [scene_for(cfg, "train", i) for i in range(n)]
+
+
+def _captions(specs: list[SceneSpec], seed: int = 0) -> list[str]:
+    return [fine_grained_caption(s, build_graph(s), np.random.default_rng([seed, i])) for i, s in enumerate(specs)]
+
+
+def test_name_forms_are_unambiguous() -> None:
+    owners: dict[str, set[str]] = {}
+    for k in _NAMES:
+        for f in name_forms(k):
+            owners.setdefault(f, set()).add(k)
+    assert all(len(v) == 1 for v in owners.values()), {f: v for f, v in owners.items() if len(v) > 1}
+    assert {"ship", "vessel", "boat"} <= name_forms("ship") and {"aircraft", "airliner"} <= name_forms("plane")
+    assert stated_counts("Six small beige oil tanks north of 43 vehicles; more than forty cars, about a dozen houses.") \
+        == [("storage tank", 6), ("car", 43)]
+    assert stated_counts("eight plots (six brown, one green and one yellow) and twenty-one detached houses") \
+        == [("field", 8), ("house", 21)]
+
+
+def test_fine_caption_counts_are_true(small_ds: tuple[Path, object]) -> None:
+    """Every count stated exactly is the true count of its object type; most captions state some."""
     _, ds = small_ds
     fine = ds.captions.filter(pc.equal(ds.captions["variant"], "fine_grained"))  # type: ignore[attr-defined]
-    text = dict(zip(fine["image_id"].to_pylist(), fine["text"].to_pylist()))
-    for iid, raw in zip(ds.graphs["owner_id"].to_pylist(), ds.graphs["graph"].to_pylist()):  # type: ignore[attr-defined]
-        graph = ImageSceneGraph.model_validate_json(raw)
-        for name, count in graph.object_counts.items():
-            if count > 0:
-                assert re.search(rf"(^|[^a-z-]){number_word(count)}[^a-z-]", text[iid].lower()), (iid, name, count)
-                assert name.split()[-1] in text[iid]
+    pairs = []
+    for iid, text in zip(fine["image_id"].to_pylist(), fine["text"].to_pylist()):
+        split, idx = iid.split(":")[1].split("_")
+        pairs.append((scene_for(SMALL, split, int(idx)), text))
+    specs = _scenes(150, seed=3)
+    pairs += list(zip(specs, _captions(specs)))
+    with_count = 0
+    for spec, text in pairs:
+        truth = Counter(o.kind for o in spec.objects)
+        stated = stated_counts(text)
+        assert all(truth[k] == n for k, n in stated), (text, stated, truth)
+        with_count += bool(stated)
+    assert with_count >= 0.6 * len(pairs)
+
+
+def test_fine_caption_variety() -> None:
+    """Real fine-grained captions vary: openers, number styles, names, sentence structures."""
+    caps = _captions(_scenes(100))
+    assert len({" ".join(c.split()[:3]) for c in caps}) >= 20  # distinct openers
+    digits = [c for c in caps if any(str(n) == w for _, n in stated_counts(c) for w in re.findall(r"\d+", c))]
+    words = [c for c in caps if re.search(rf"\b({'|'.join(_NUMS)})\b", c.lower()) and stated_counts(c)]
+    assert len(digits) >= 10 and len(words) >= 10
+    assert any(re.search(r"about|around|roughly|more than|nearly|dozen", c) for c in caps)  # approximate counts
+    assert any(re.search(r"\b(several|a few|a couple of|a pair of|a number of)\b", c) for c in caps)  # vague ones
+    sentences = Counter(len(re.findall(r"\.(?:\s|$)", c)) for c in caps)
+    assert sentences[1] >= 5 and sum(v for k, v in sentences.items() if k >= 3) >= 20  # one long sentence or 2-4
+    used = {f for c in caps for f in name_forms("car") | name_forms("storage tank") | name_forms("plane")
+            if re.search(rf"\b{f}\b", c)}
+    assert len(used) >= 8  # synonyms, not one name per type
+
+
+def test_fine_caption_length_determinism_and_salient_object() -> None:
+    specs = _scenes(60, seed=1)
+    caps = _captions(specs)
+    assert caps == _captions(specs)  # deterministic per generator state
+    other = _captions(specs, seed=9)
+    assert sum(a != b for a, b in zip(caps, other)) >= 0.9 * len(caps)  # ... and the state matters
+    for spec, c in zip(specs, caps):
+        assert c and c[0].isupper() and c.endswith(".") and 0 < len(c.split()) <= MAX_WORDS, c
+        present = [k for k in _KEY[spec.scene_type] if any(o.kind == k for o in spec.objects)]
+        if present:  # the most salient object type is always mentioned, by one of its names
+            assert any(re.search(rf"\b{re.escape(f)}\b", c.lower()) for f in name_forms(present[0])), (present[0], c)
+
+
+def _crop(spec: SceneSpec, x0: float, y0: float, w: int) -> SceneSpec:
+    """The part of a scene inside a ``w`` px window (objects whose box meets it), in window coordinates."""
+    out = SceneSpec(spec.scene_type, w, spec.background, texture_seed=spec.texture_seed)
+    out.regions = [Region(r.kind, [(x - x0, y - y0) for x, y in r.points], r.width) for r in spec.regions]
+    for o in spec.objects:
+        bx0, by0, bx1, by1 = o.bbox()
+        if bx1 > x0 and by1 > y0 and bx0 < x0 + w and by0 < y0 + w:
+            out.objects.append(replace(o, x=o.x - x0, y=o.y - y0))
+    return out
+
+
+def test_crops_and_empty_scenes_get_short_true_captions() -> None:
+    rng = np.random.default_rng(0)
+    crops = [SceneSpec(t, 96, bg) for t, bg in (("airport", "grass"), ("port", "sand"), ("forest", "forest"))]
+    for spec in _scenes(18, seed=2):
+        crops += [_crop(spec, x, y, 96) for x in (0, 80, 160) for y in (0, 160)]
+    assert sum(not c.objects for c in crops) >= 3
+    for spec in crops:
+        c = fine_grained_caption(spec, build_graph(spec), rng)
+        assert c and c.endswith(".") and len(c.split()) <= MAX_WORDS, c
+        truth = Counter(o.kind for o in spec.objects)
+        assert all(truth[k] == n for k, n in stated_counts(c)), (c, truth)
+        if not spec.objects:
+            assert re.search(r"grass|lawn|sand|soil|bare|barren|forest|woodland", c), c
 
 
 def test_generic_captions_ambiguous_fine_distinct(small_ds: tuple[Path, object]) -> None:

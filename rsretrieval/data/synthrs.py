@@ -5,8 +5,10 @@ residential, parking, farmland, sports, forest, river) on a textured land-cover 
 exact object counts, colours, sizes and spatial relations, so the retrieval benchmark can run
 end to end on a machine without RS datasets, checkpoints or a Gemini key. Per image it writes
 5 generic "original-style" captions (UCM/RSICD style: vague quantifiers, often identical across
-images), 1 fine-grained caption (exact counts, colours, sizes, land cover, relations) and the
-ground-truth ``ImageSceneGraph`` (thesis appendix A.1.2 schema; ``generator="ground_truth"``).
+images), 1 fine-grained caption (counts, colours, sizes, land cover, relations, in the varied wording
+of real VLM-written captions: synonyms, digits / words / approximate counts, omitted details, relations
+stated several ways, several sentence structures) and the ground-truth ``ImageSceneGraph`` (thesis
+appendix A.1.2 schema; ``generator="ground_truth"``).
 
 Built in is the thesis' motivation (sec. 4.1): small objects (cars of about 3x6 px, small tanks,
 small planes) blur away when the 256 px image is resized to a 64 px model input and come back in
@@ -32,7 +34,7 @@ from pydantic import BaseModel, Field
 from rsretrieval.data.schema import SPLITS, RSDataset, captions_table, graphs_table, images_table
 
 DATASET = "synthrs"
-FORMAT_VERSION = 1  # bump when rendering or captions change: invalidates existing manifests
+FORMAT_VERSION = 2  # bump when rendering or captions change: invalidates existing manifests
 SCENE_TYPES = ("airport", "industrial", "port", "residential", "parking", "farmland", "sports", "forest", "river")
 COLORS: dict[str, tuple[int, int, int]] = {
     "white": (236, 236, 230), "light gray": (185, 185, 182), "gray": (128, 128, 126), "dark gray": (78, 78, 82),
