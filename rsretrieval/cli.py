@@ -56,6 +56,11 @@ def benchmark(args: argparse.Namespace) -> Any:
         return out
     result = run_benchmark(cfg)
     print(result.results_md.read_text(encoding="utf-8"))
+    if result.findings is not None:
+        from rsretrieval.evaluation.findings import findings_console
+
+        print(findings_console(result.findings))
+        print(f"findings: {result.run_dir / 'findings.csv'}")
     print(f"results: {result.results_csv}\nper-query ranks: {result.run_dir / 'per_query'}\n"
           f"MLflow run: {result.mlflow_run_id} (store: see README 'Outputs')\nwall time: {result.seconds:.1f} s")
     return result

@@ -52,6 +52,10 @@ class GraphEncoderConfig(_Strict):
     layers: int = Field(2, ge=1, description="Message-passing layers")
     heads: int = Field(4, ge=1, description="Attention heads per layer")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the encoder layers")
+    concat_heads: bool = Field(True, description="Heads of width D / heads side by side (GAT paper; 1/heads the cost); "
+                               "false = full-width heads averaged (checkpoints written before this option)")
+    edge_hidden: int = Field(64, ge=0, description="Edge text embeddings are mapped to this many channels by one "
+                             "learned linear layer before message passing (cheap per-edge transforms); 0 = raw embeddings")
     reverse_edges: bool = Field(
         True, description="Also pass messages against every edge (attribute -> object, object -> subject), the "
         "reverse copy marked by its own edge-type feature, so an object's embedding takes in its count, colour and "

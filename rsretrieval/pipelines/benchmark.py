@@ -49,6 +49,7 @@ class BenchmarkResult:
     rows: list[dict[str, Any]]
     mlflow_run_id: str | None
     seconds: float
+    findings: Any = None  # DataFrame of findings.csv: does each thesis claim hold in this run?
 
 
 def init_ray(cfg: RayConfig) -> None:
@@ -334,6 +335,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
             tracker.log_artifact(path)
         tracker.log_metrics(summary_metrics(df, 1 - cfg.eval.confidence))
         tracker.log_artifact(per_query_dir, "per_query")
+        findings = _write_findings(df, run_dir, cfg, tracker)
         write_provenance(build_record(cfg, run_checkpoints(cfg, run_dir), fingerprints,
                                       HashCache(Path(cfg.cache_dir) / "provenance_hashes.json")), run_dir, tracker)
         if cfg.report.enabled:
@@ -345,4 +347,19 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
         from rsretrieval.pipelines.two_stage import drop_scratch
 
         drop_scratch(run_dir)
-    return BenchmarkResult(run_dir, paths["csv"], paths["md"], rows, run_id, seconds)
+    return BenchmarkResult(run_dir, paths["csv"], paths["md"], rows, run_id, seconds, findings)
+
+
+def _write_findings(df: Any, run_dir: Path, cfg: BenchmarkConfig, tracker: Tracker) -> Any:
+    """findings.csv/.md: each claim of the thesis tested on this run's cells (paired bootstrap over queries)."""
+    from rsretrieval.evaluation.findings import compute_findings, write_findings
+
+    findings = compute_findings(df, run_dir / "per_query", cfg.eval.confidence, cfg.eval.bootstrap_resamples,
+                                cfg.eval.bootstrap_seed)
+    path = write_findings(findings, run_dir)
+    tracker.log_artifact(path)
+    tracker.log_artifact(path.with_suffix(".md"))
+    tested = findings[findings["verdict"] != "not tested"]
+    tracker.log_metrics({f"findings/{v.replace(' ', '_')}": int((tested["verdict"] == v).sum())
+                         for v in ("holds", "fails", "inconclusive")})
+    return findings

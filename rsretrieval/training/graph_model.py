@@ -173,8 +173,8 @@ def load_matcher_file(path: str | Path) -> dict[str, Any]:
 def matcher_from_state(state: dict[str, Any], head: str = "g2g") -> GraphMatcher:
     """The matcher of a checkpoint dict: the G2G matcher (``head="g2g"``) or a backbone's VG2VG matcher
     (its own encoder; in @1 files the G2G encoder)."""
-    # @1 files predate reverse edges: their encoders passed messages one way
-    enc = GraphEncoderConfig(**{"reverse_edges": False, **state["encoder_config"]})
+    # @1 files predate reverse edges and edge projections: messages one way, raw edge embeddings
+    enc = GraphEncoderConfig(**{"reverse_edges": False, "edge_hidden": 0, "concat_heads": False, **state["encoder_config"]})
     encoder_state = state["encoder"]
     if head == "g2g":
         gmn_cfg, gmn_state = GMNConfig(**state["gmn_config"]), state["gmn_g2g"]
