@@ -74,27 +74,29 @@ def test_training_outputs_and_checkpoint_reuse(graph_run, tmp_path: Path, sessio
 
     cfg, res = graph_run
     train = pd.read_csv(res.run_dir / "training.csv")
-    assert len(train) == 8  # 2 sources x 2 embeddings x (G2G + VG2VG rs-tiny)
+    assert len(train) == 16  # 2 sources x 2 embeddings x 2 caption variants x (G2G + VG2VG rs-tiny)
     assert set(train["head"]) == {"g2g", "vg2vg-rs-tiny"} and (train["epochs"] >= 1).all()
+    assert set(train["variant"]) == {"original", "fine_grained"}  # one model per variant
     assert (train["best_val_mr"] > 0).all()
     files = sorted((res.run_dir / "graph_models").glob("*.pt"))
-    assert [f.name for f in files] == [f"synthrs-{s}-{e}.pt" for s in ("oracle", "simulated-vlm") for e in ("trained", "vanilla")]
+    assert [f.name for f in files] == [f"synthrs-{s}-{e}-{v}.pt" for s in ("oracle", "simulated-vlm")
+                                       for e in ("trained", "vanilla") for v in ("fine_grained", "original")]
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{Path(cfg.output_dir).resolve() / 'mlflow.db'}")
-    curve = mlflow.tracking.MlflowClient().get_metric_history(res.mlflow_run_id, "train/synthrs/oracle/trained/g2g/val_mr")
+    curve = mlflow.tracking.MlflowClient().get_metric_history(res.mlflow_run_id, "train/synthrs/oracle/trained/fine_grained/g2g/val_mr")
     assert [m.step for m in curve] == list(range(1, len(curve) + 1)) and len(curve) == train.query(
-        "graphs == 'oracle' and embeddings == 'trained' and head == 'g2g'")["epochs"].item()
+        "graphs == 'oracle' and embeddings == 'trained' and variant == 'fine_grained' and head == 'g2g'")["epochs"].item()
 
     again = load_config(QUICK_CONFIG, [f"output_dir={tmp_path}", f"cache_dir={session_cache}", "modes=[v2v, g2g, vg2vg]",
                                        "graph_matching.train.enabled=false", "graph_matching.untrained_gmn=true",
-                                       f"graph_matching.gmn_checkpoint={res.run_dir / 'graph_models' / 'synthrs-oracle-trained.pt'}"])
+                                       f"graph_matching.gmn_checkpoint={res.run_dir / 'graph_models' / 'synthrs-oracle-trained-fine_grained.pt'}"])
     df2 = pd.read_csv(run_benchmark(again).results_csv)
     df1 = pd.read_csv(res.results_csv)
     key = ["variant", "mode", "graphs", "similarity", "training"]
     a = df1[df1["graphs"] == "oracle"].set_index(key)["mR"]
     b = df2[df2["graphs"] == "oracle"].set_index(key)["mR"]
-    trained = [k for k in a.index if k[4] == "trained"]
+    trained = [k for k in a.index if k[4] == "trained" and k[0] == "fine_grained"]  # the file's variant
     assert trained and all(abs(a[k] - b[k]) < 1e-6 for k in trained)
     assert set(df2[df2["similarity"] == "gmn"]["training"]) == {"trained", "untrained"}  # vanilla GMN: not given
     assert df2[df2["training"] == "untrained"]["notes"].str.contains("untrained GMN: not a result").all()

@@ -201,3 +201,17 @@ def test_object_embedding_hears_its_attributes_only_with_reverse_edges(data: Tra
         assert moved > 1e-3, moved
     else:  # the defect this option fixes: the object never hears its attribute
         assert moved == 0.0
+
+
+def test_lr_auto_trains_with_the_range_tests_rate(data: TrainData) -> None:
+    from rsretrieval.training.graph_loop import find_lr
+
+    enc = GraphEncoderConfig(kind="vanilla")
+    gmn = training_gmn_config(GMNConfig(), False)
+    cfg = GraphTrainingConfig(epochs=1, batch_size=32, lr="auto")
+    found = find_lr(data, cfg, enc, gmn).steepest_lr
+    rep = MemoryReporter()
+    state = train_graph_matcher(data, cfg, enc, gmn, rep)
+    assert state["lr"] == pytest.approx(found) and found != GraphTrainingConfig().lr
+    resumed = train_graph_matcher(data, cfg.model_copy(update={"epochs": 2}), enc, gmn, MemoryReporter(rep.state))
+    assert resumed["lr"] == state["lr"]  # a resumed run keeps the rate it found

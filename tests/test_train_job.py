@@ -24,11 +24,13 @@ def test_train_job_writes_checkpoint_plot_and_reuses_the_cache(tmp_path: Path, s
     res = main(args + ["--lr-find"])
     assert (res.run_dir / "lr_finder.png").stat().st_size > 1000
     assert 1e-6 <= res.steepest_lr <= 1.0 and math.isfinite(res.steepest_lr)
-    assert [p.name for p in res.checkpoints] == ["synthrs-oracle-trained.pt"]
+    assert [p.name for p in res.checkpoints] == ["synthrs-oracle-trained-original.pt",
+                                                 "synthrs-oracle-trained-fine_grained.pt"]
     summary = pd.read_csv(res.run_dir / "training.csv")
-    assert list(summary["head"]) == ["g2g", "vg2vg-rs-tiny"] and not summary["cached"].any()
+    assert list(summary["head"]) == ["g2g", "g2g", "vg2vg-rs-tiny", "vg2vg-rs-tiny"] and not summary["cached"].any()
     state = load_matcher_file(res.checkpoints[0])
     assert state["embeddings"] == "trained" and state["encoder_config"]["kind"] == "gat"
+    assert state["variant"] == "original"
     assert matcher_from_state(state, "rs-tiny").gmn.cfg.use_global
 
     again = main(args + ["--run-name", "again"])  # same data + config: loaded from the cache
