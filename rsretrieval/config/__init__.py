@@ -72,6 +72,12 @@ class RsTinyOptions(_Strict):
     weight_decay: float = Field(0.05, description="AdamW weight decay")
     seed: int = Field(0, description="Seed of initialisation and caption sampling")
     threads: int | None = Field(None, description="torch CPU threads while training (None = torch default)")
+    image_variants: list[str] | None = Field(
+        default_factory=lambda: ["original"], description="Caption variants paired with whole train images. "
+        "['original'] (default) keeps whole-image fine-grained captions out of training, as in the thesis, whose "
+        "backbones were never trained on fine-grained captions (sec. 6.4.3): the model learns details only from crops "
+        "and meets whole fine-grained captions first at evaluation; None = every variant (a backbone fine-tuned on "
+        "the benchmark's own caption style)")
     crops: bool = Field(True, description="Also train on crops of the train images (the benchmark's uniform grid and "
                         "region crops, from image_scenes) captioned from the ground-truth objects inside each crop, so "
                         "the crops the scene modes embed are in distribution; false = whole images only")

@@ -61,13 +61,14 @@ def _load_pixels(uris: list[str], preprocess) -> torch.Tensor:
     return torch.stack([preprocess(Image.open(u).convert("RGB")) for u in uris])
 
 
-def _caption_lists(train: RSDataset) -> tuple[list[str], list[list[int]]]:
-    """Image uris and, per image, the row indices of its captions (all variants)."""
+def _caption_lists(train: RSDataset, variants: list[str] | None = None) -> tuple[list[str], list[list[int]]]:
+    """Image uris and, per image, the row indices of its captions (of ``variants``; None = all)."""
     image_ids = train.images["image_id"].to_pylist()
     pos = {iid: i for i, iid in enumerate(image_ids)}
     per_image: list[list[int]] = [[] for _ in image_ids]
-    for row, iid in enumerate(train.captions["image_id"].to_pylist()):
-        if iid in pos:
+    for row, (iid, variant) in enumerate(zip(train.captions["image_id"].to_pylist(),
+                                             train.captions["variant"].to_pylist())):
+        if iid in pos and (variants is None or variant in variants):
             per_image[pos[iid]].append(row)
     missing = [image_ids[i] for i, c in enumerate(per_image) if not c]
     if missing:
@@ -105,7 +106,7 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path,
         torch.set_num_threads(options.threads)
     model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
     tokenizer = open_clip.get_tokenizer(MODEL_NAME)
-    uris, per_image = _caption_lists(train)
+    uris, per_image = _caption_lists(train, options.image_variants)
     t0 = time.perf_counter()
     pixels = _load_pixels(uris, preprocess)
     tokens = tokenizer(train.captions["text"].to_pylist())
