@@ -116,18 +116,18 @@ def _hand_s() -> torch.Tensor:
 
 def test_hard_histogram_of_hand_made_similarities() -> None:
     s = _hand_s()  # bins=4 over [-1, 1]: edges -0.5, 0, 0.5
-    fixed = GraphMatchingNetwork(GMNConfig(bins=4)).histograms(s)
+    fixed = GraphMatchingNetwork(GMNConfig(bins=4, hist_range="fixed", soft_binning=False)).histograms(s)
     torch.testing.assert_close(fixed[0], torch.tensor([[1, 1, 2, 2], [3, 1, 1, 1]]) / 6.0)
     # dynamic: the pair's range is -1..1 here too; masking the last document node drops 1.0 and 0.45
     d_mask = torch.tensor([[True] * 5 + [False]])
-    dyn = GraphMatchingNetwork(GMNConfig(bins=4, hist_range="dynamic")).histograms(s, None, d_mask)
+    dyn = GraphMatchingNetwork(GMNConfig(bins=4, hist_range="dynamic", soft_binning=False)).histograms(s, None, d_mask)
     # range -1..0.95: edges -0.5125, -0.025, 0.4625
     torch.testing.assert_close(dyn[0], torch.tensor([[1, 1, 2, 1], [3, 1, 0, 1]]) / 5.0)
 
 
 def test_soft_histogram_of_hand_made_similarities() -> None:
     s = torch.tensor([[[0.0, -1.0, 0.75]]])  # bins=4 centres ~ -0.75, -0.25, 0.25, 0.75
-    hist = GraphMatchingNetwork(GMNConfig(bins=4, soft_binning=True)).histograms(s)
+    hist = GraphMatchingNetwork(GMNConfig(bins=4, hist_range="fixed", soft_binning=True)).histograms(s)
     # 0.0: half to bins 1 and 2; -1.0: below the first centre, all to bin 0; 0.75: all to bin 3
     torch.testing.assert_close(hist[0, 0], torch.tensor([1.0, 0.5, 0.5, 1.0]) / 3.0, atol=1e-3, rtol=0)
     assert hist.sum().item() == pytest.approx(1.0)

@@ -64,6 +64,20 @@ def test_ties_are_broken_against_the_query() -> None:
     assert recall_at_k(res.ranks)[5] == 0.0
 
 
+def test_float_noise_is_a_tie_and_the_rerank_agrees() -> None:
+    """Two computations of one score differ in the last bits: within TIE_RTOL it is a tie (against the
+    query) on the full-matrix path and on the rerank path alike; a real margin still wins."""
+    from rsretrieval.search.rerank import rerank
+    from rsretrieval.search.topk import TopK
+
+    gold_score = np.float32(3.0)
+    row = np.array([gold_score, np.nextafter(gold_score, np.float32(0)), 3.0 - 1e-3, 3.0 + 1e-3], np.float32)
+    res = rank_queries(lambda a, b: torch.from_numpy(row[None]), Positives.from_gold(np.array([0]), 4))
+    assert res.ranks[0] == 3  # the 1-ulp lower score ties; 3.001 beats; 2.999 does not
+    shortlist = TopK(np.arange(4)[None], row[None])
+    assert rerank(shortlist, lambda qi, di: row[di], np.array([0])).ranks[0] == 3
+
+
 def test_mean_recall_definitions() -> None:
     t2i = {1: 10.0, 5: 40.0, 10: 70.0}
     i2t = {1: 20.0, 5: 50.0, 10: 80.0}

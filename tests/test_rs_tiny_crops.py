@@ -99,5 +99,6 @@ def test_crop_pairs_come_from_train_scenes_and_training_uses_them(tmp_path: Path
         crop_pairs(ds.split("test"), TINY, scenes, lambda im: torch.zeros((3, 8, 8), dtype=torch.uint8))
     opts = RsTinyOptions(epochs=1, batch_size=16, train_data=TINY)
     stats = train_rs_tiny(train, opts, tmp_path / "rs-tiny.pt", scenes)
-    assert stats["crops"] == 9 * 24 and stats["steps"] == 24 // 8  # 8 full views + 8 crops per step
+    assert opts.crops_per_image == 2  # default: per step 16 // 3 = 5 full views and 2 x 5 crops
+    assert stats["crops"] == 9 * 24 and stats["steps"] == 24 // 5
     assert np.isfinite(stats["final_loss"])

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rsretrieval.data.schema import normalise_caption
-from rsretrieval.evaluation.metrics import DEFAULT_KS, Positives
+from rsretrieval.evaluation.metrics import DEFAULT_KS, Positives, tie_floor
 
 __all__ = ["normalise_caption", "text_groups", "dedup_mask", "multi_positive_lists", "multi_positive_positives",
            "multi_positive_ranks", "recall_ceiling", "duplicate_counts"]
@@ -87,6 +87,7 @@ def multi_positive_ranks(ranks: np.ndarray, topk_idx: np.ndarray, topk_scores: n
         if not is_pos.any():
             continue
         best = topk_scores[q][is_pos].max()
+        best = tie_floor(best)
         if topk_scores[q][-1] >= best and not is_pos[-1]:
             continue  # a visible tie with the best positive reaches the list's end: keep the standard rank
         out[q] = min(out[q], 1 + int(((topk_scores[q] >= best) & ~is_pos).sum()))

@@ -19,6 +19,7 @@ import time
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,6 +81,22 @@ class RankResult:
     rank_seconds: float = 0.0  # time sorting scores into ranks and top-k (Table 14's "rank" step)
 
 
+# Scores closer than this (relative) count as a tie: the same pair scored by two equal computations
+# (a full matrix, a batched rerank, another batching of the text embedder) differs in the last float bits,
+# and a tie must not turn into a win on one path and a loss on the other.
+TIE_RTOL = 1e-6
+
+
+def tie_floor(best: Any) -> Any:
+    """The lowest score that ties or beats ``best`` (tensor or array): ``best - TIE_RTOL * max(1, |best|)``;
+    an infinite ``best`` (no positive scored) is its own floor."""
+    if isinstance(best, torch.Tensor):
+        return torch.where(torch.isfinite(best), best - TIE_RTOL * best.abs().clamp(min=1.0), best)
+    best = np.asarray(best)
+    finite = np.isfinite(best)
+    return np.where(finite, best - TIE_RTOL * np.maximum(np.abs(np.where(finite, best, 0.0)), 1.0), best)
+
+
 def ranks_from_block(scores: torch.Tensor, pos_mask: torch.Tensor, top_k: int) -> tuple[torch.Tensor, ...]:
     """Ranks and top-k of one block of queries.
 
@@ -88,7 +105,7 @@ def ranks_from_block(scores: torch.Tensor, pos_mask: torch.Tensor, top_k: int) -
     scores = scores.float()
     neg_inf = torch.tensor(float("-inf"), device=scores.device)
     best_pos = torch.where(pos_mask, scores, neg_inf).max(dim=1, keepdim=True).values
-    beats = (scores >= best_pos) & ~pos_mask
+    beats = (scores >= tie_floor(best_pos)) & ~pos_mask  # ties count against the query
     ranks = beats.sum(dim=1) + 1
     k = min(top_k, scores.shape[1])
     top = torch.topk(scores, k, dim=1)

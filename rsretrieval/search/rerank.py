@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsretrieval.evaluation.metrics import RankResult
+from rsretrieval.evaluation.metrics import RankResult, tie_floor
 from rsretrieval.matching.late_interaction import PackedVectors
 from rsretrieval.search.topk import TopK
 
@@ -147,7 +147,7 @@ def rerank(shortlist: TopK, scorer: PairScorer | None, gold: np.ndarray, top_k: 
         is_gold = idx == gold[a : a + n, None]
         found = is_gold.any(1)
         g_score = np.where(found, np.where(is_gold, s, -np.inf).max(1), np.inf)
-        ranks[a : a + n] = np.where(found, 1 + ((s >= g_score[:, None]) & ~is_gold).sum(1), k + 1)
+        ranks[a : a + n] = np.where(found, 1 + ((s >= tie_floor(g_score[:, None])) & ~is_gold).sum(1), k + 1)
         order = np.argsort(-s, axis=1, kind="stable")[:, : tops.shape[1]]
         tops[a : a + n] = np.take_along_axis(idx, order, 1)
         top_scores[a : a + n] = np.take_along_axis(s, order, 1)
