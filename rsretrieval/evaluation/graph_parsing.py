@@ -44,7 +44,9 @@ _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
 
 
 def _singular(word: str) -> str:
-    """English plural -> singular for ordinary nouns; words that only look plural (grass, bus, is) are kept."""
+    """English plural -> singular for ordinary nouns; words that only look plural (grass, bus, is) are kept.
+
+    Written apart from the parser's ``singular`` on purpose: the scorer must not share the code it scores."""
     if word in _IRREGULAR:
         return _IRREGULAR[word]
     if len(word) < 4 or not word.endswith("s") or word.endswith(("ss", "us", "is")):
