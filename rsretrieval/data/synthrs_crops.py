@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from rsretrieval.data.synthrs import AREA_KINDS, Region, SceneObject2D, SceneSpec
+from rsretrieval.data.synthrs_scenes import AREA_KINDS, Region, SceneObject2D, SceneSpec
 
 Box = tuple[int, int, int, int]
 LARGE_KINDS = AREA_KINDS | {"road", "terminal building", "warehouse"}  # clipped, not kept whole

@@ -31,7 +31,7 @@ from collections import Counter
 
 import numpy as np
 
-from rsretrieval.data.synthrs import AREA_KINDS, SceneObject2D, SceneSpec, region_masks
+from rsretrieval.data.synthrs_scenes import AREA_KINDS, SceneObject2D, SceneSpec, region_masks
 from rsretrieval.graphs.schema import SCENE_NODE_ID, ImageSceneGraph, Relation, SceneObject
 
 SCENE_NAMES = {"airport": "Airport", "industrial": "Industrial Area", "port": "Port", "residential": "Residential Area",

@@ -34,20 +34,13 @@ dynamic min..max needs no masking; padded query rows get -inf attention logits.
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 
 from rsretrieval.config import GMNConfig
+from rsretrieval.matching.gmn_constants import FIXED_HALF_WIDTH, RANGE_EPS, TOP_MARGIN
 from rsretrieval.matching.late_interaction import PackedVectors
 
-FIXED_HALF_WIDTH = 1.0 + 1e-4  # fixed range [-R, R]: cosines of exactly +-1 and fp overshoot stay in range
-TOP_MARGIN = 1e-3  # dynamic range: t_max = bins - TOP_MARGIN, so the max is binned without a clamp pass
-RANGE_EPS = 1e-6  # dynamic range of a constant S: everything lands in bin 0
-# similarity entries per block: on CPU ~6 MB fp32, so a block's buffers stay near cache (tuned on 2 cores,
-# flat from 0.6M to 2M); on GPUs far more, so that kernel launches do not dominate
-BLOCK_ELEMENTS = {"cpu": 1_500_000, "cuda": 1 << 26}
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -152,22 +145,6 @@ class GraphMatchingNetwork(nn.Module):
         from rsretrieval.matching.gmn_blocks import BlockScorer  # the batched kernel lives beside
 
         return BlockScorer(self, queries, docs, chunk_size or self.cfg.chunk_size, doc_block, profile)(sim_vec)
-
-
-def stage_clock(profile: dict[str, float] | None, device: torch.device):
-    """``tick(name)``: add the seconds since the last tick to ``profile[name]`` (no-op without profile)."""
-    last = [time.perf_counter()]
-
-    def tick(name: str) -> None:
-        if profile is None:
-            return
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        now = time.perf_counter()
-        profile[name] = profile.get(name, 0.0) + now - last[0]
-        last[0] = now
-
-    return tick
 
 
 @torch.no_grad()

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from rsretrieval.matching.gmn import (BLOCK_ELEMENTS, FIXED_HALF_WIDTH, RANGE_EPS, TOP_MARGIN,
-                                      GraphMatchingNetwork, stage_clock)
+from torch import nn
+
+from rsretrieval.matching.gmn_constants import BLOCK_ELEMENTS, FIXED_HALF_WIDTH, RANGE_EPS, TOP_MARGIN, stage_clock
 from rsretrieval.matching.late_interaction import PackedVectors
 
 
@@ -51,9 +52,10 @@ class _DocBlock:
 
 
 class BlockScorer:
-    """All query x document GMN scores, block by block (see the module docstring)."""
+    """All query x document GMN scores of ``model`` (a GraphMatchingNetwork), block by block (see the
+    module docstring)."""
 
-    def __init__(self, model: GraphMatchingNetwork, queries: PackedVectors, docs: PackedVectors,
+    def __init__(self, model: nn.Module, queries: PackedVectors, docs: PackedVectors,
                  chunk_size: int, doc_block: int | None, profile: dict[str, float] | None) -> None:
         cfg = self.cfg = model.cfg
         if queries.vectors.shape[1] != docs.vectors.shape[1]:
@@ -90,7 +92,7 @@ class BlockScorer:
         # pooled first-layer activations of a whole query chunk: the per-pair chain then runs once per chunk
         self.buf_p = torch.empty(min(chunk_size, len(queries)) * len(docs) * cfg.heads * cfg.hidden, **f32)
 
-    def _fold_pair_mlps(self, model: GraphMatchingNetwork) -> None:
+    def _fold_pair_mlps(self, model: nn.Module) -> None:
         """Per-pair chain with adjacent linear maps merged (exact): pooled r -> score in two GEMMs.
 
         h_k = W2 p_k + b2 (second eq.-3 layer, per head) feeds v_mlp's first layer; v_mlp's last layer

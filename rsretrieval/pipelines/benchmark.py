@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import yaml
 
 from rsretrieval.config import GRAPH_MODES, SCENE_IMAGE_MODES, SCENE_TEXT_MODES, BackboneConfig, BenchmarkConfig, RayConfig
-from rsretrieval.data.registry import duplicate_summary, evaluation_split, load_dataset, load_synthrs_dataset
+from rsretrieval.data.registry import duplicate_summary, evaluation_split, load_dataset
 from rsretrieval.data.schema import RSDataset
 from rsretrieval.evaluation.retrieval import evaluate_cell, gold_indices
 from rsretrieval.evaluation.tables import results_frame, write_results
@@ -26,6 +26,7 @@ from rsretrieval.pipelines.benchmark_generation import add_generated_captions, r
 from rsretrieval.evaluation.cost import StageLedger
 from rsretrieval.pipelines.benchmark_scenes import DatasetScenes, prepare_scenes, scene_notes
 from rsretrieval.pipelines.cells import record_cell
+from rsretrieval.pipelines.checkpoints import resolve_checkpoint
 from rsretrieval.pipelines.costs import add_generation, record_cached_stage, write_cost_tables
 from rsretrieval.pipelines.embed import embed_table, read_embeddings
 from rsretrieval.pipelines.provenance import HashCache, build_record, run_checkpoints, write_provenance
@@ -65,20 +66,6 @@ def init_ray(cfg: RayConfig) -> None:
     else:
         ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, **kwargs)
     ray.data.DataContext.get_current().enable_progress_bars = False
-
-
-def resolve_checkpoint(bcfg: BackboneConfig, cfg: BenchmarkConfig) -> Path | None:
-    """The checkpoint of a backbone: trained on first use for rs-tiny, from the config otherwise."""
-    if bcfg.name == "rs-tiny":
-        from rsretrieval.encoders.rs_tiny import ensure_rs_tiny
-
-        train = load_synthrs_dataset(bcfg.rs_tiny.train_data, cfg.cache_dir).split("train")
-        return ensure_rs_tiny(train, bcfg.rs_tiny, cfg.cache_dir, cfg.image_scenes)
-    from rsretrieval.encoders.registry import get_backbone_spec, resolve_checkpoint as find
-
-    spec = get_backbone_spec(bcfg.name)
-    ckpt_dir = bcfg.checkpoint_dir or (Path(os.environ["RSR_CHECKPOINT_DIR"]) if os.environ.get("RSR_CHECKPOINT_DIR") else None)
-    return find(spec, ckpt_dir, bcfg.checkpoint)
 
 
 def _scoring_device(name: str) -> str:

@@ -133,7 +133,7 @@ def dataset_files(dcfg: Any, cache_dir: Path) -> list[Path | None]:
 def run_checkpoints(cfg: Any, run_dir: Path) -> dict[str, Path | None]:
     """Weight files of a benchmark run: every backbone's (rs-tiny: the cached trained file) and the graph
     models trained in the run."""
-    from rsretrieval.pipelines.benchmark import resolve_checkpoint
+    from rsretrieval.pipelines.checkpoints import resolve_checkpoint
 
     out: dict[str, Path | None] = {b.name: resolve_checkpoint(b, cfg) for b in cfg.backbones}
     out.update({f"graph_models/{p.name}": p for p in sorted((Path(run_dir) / "graph_models").glob("*.pt"))})
