@@ -54,16 +54,43 @@ def benchmark(args: argparse.Namespace) -> Any:
         print((out / "results_seeds.md").read_text(encoding="utf-8"))
         print(f"mean ± sd over seeds {args.seeds}: {out / 'results_seeds.csv'}")
         return out
+    announce_outputs(cfg)
     result = run_benchmark(cfg)
     print(result.results_md.read_text(encoding="utf-8"))
     if result.findings is not None:
         from rsretrieval.evaluation.findings import findings_console
 
         print(findings_console(result.findings))
-        print(f"findings: {result.run_dir / 'findings.csv'}")
-    print(f"results: {result.results_csv}\nper-query ranks: {result.run_dir / 'per_query'}\n"
-          f"MLflow run: {result.mlflow_run_id} (store: see README 'Outputs')\nwall time: {result.seconds:.1f} s")
+    print(outputs_summary(cfg, result))
     return result
+
+
+def announce_outputs(cfg: Any) -> None:
+    """Say where the run writes, before any work; in a submitted Ray job, also why there."""
+    from rsretrieval.config import job_home, submitted_job
+
+    where = f"outputs: {cfg.run_dir}"
+    if submitted_job():
+        where += (f" (a `ray job submit` job runs in a temporary copy of --working-dir, so relative output paths "
+                  f"are taken from $RSR_HOME = {job_home()}; pass an absolute --output-dir to choose)")
+    print(where, flush=True)
+
+
+def outputs_summary(cfg: Any, result: Any) -> str:
+    """Absolute paths of what a run wrote, and how to open its MLflow store."""
+    from rsretrieval.pipelines.tracking import tracking_uri
+
+    run_dir = Path(result.run_dir).resolve()
+    lines = [f"results: {Path(result.results_csv).resolve()}", f"per-query ranks: {run_dir / 'per_query'}"]
+    if (run_dir / "findings.csv").exists():
+        lines.append(f"findings: {run_dir / 'findings.csv'}")
+    if (run_dir / "report.html").exists():
+        lines.append(f"report: {run_dir / 'report.html'}")
+    if result.mlflow_run_id:
+        uri = tracking_uri(cfg)
+        lines.append(f"MLflow run {result.mlflow_run_id}: mlflow ui --backend-store-uri {uri}")
+    lines.append(f"wall time: {result.seconds:.1f} s")
+    return "\n".join(lines)
 
 
 def add_seeds_arg(p: argparse.ArgumentParser) -> None:

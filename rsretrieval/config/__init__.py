@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from rsretrieval.config._base import _expand, _Strict, default_cache_dir
+from rsretrieval.config._base import _expand, _output_path, _Strict, default_cache_dir, job_home, submitted_job
 from rsretrieval.config.generation import GenerationConfig, SimulatedVLMConfig
 from rsretrieval.config.graphs import (GMNConfig, GraphEncoderConfig, GraphMatchingConfig, GraphTrainingConfig,
                                        HungarianConfig, NodeEmbedderConfig)
@@ -31,7 +31,8 @@ __all__ = [
     "HungarianConfig", "ImageScenesConfig", "LateInteractionConfig", "MLflowConfig", "Mode",
     "NodeEmbedderConfig", "RayConfig", "RegionCropConfig", "ReportConfig", "RsTinyOptions",
     "SCENE_IMAGE_MODES", "SCENE_TEXT_MODES", "SimulatedVLMConfig", "SynthRSOptions", "TextScenesConfig",
-    "UniformCropConfig", "check_tracking_uri", "default_cache_dir", "flatten", "load_config", "set_dotted",
+    "UniformCropConfig", "check_tracking_uri", "default_cache_dir", "flatten", "job_home", "load_config", "set_dotted",
+    "submitted_job",
 ]
 GenerationTaskName = Literal["fine_grained_caption", "object_counts", "image_graph", "text_graph", "text_scenes"]
 
@@ -264,8 +265,12 @@ class BenchmarkConfig(_Strict):
     """The full benchmark: datasets x backbones x modes, written under output_dir/run_name."""
 
     run_name: str = Field("embedded", description="Name of the run: its output folder and MLflow run name")
-    output_dir: Path = Field(Path("runs"), description="Root folder of run outputs (results, per-query ranks, mlflow.db)")
-    cache_dir: Path = Field(default_factory=default_cache_dir, description="Cache of synthetic data, trained models and embeddings")
+    output_dir: Path = Field(Path("runs"), validate_default=True,
+                             description="Root folder of run outputs (results, per-query ranks, mlflow.db); a relative "
+                             "path is taken from the working directory, in a `ray job submit` job from $RSR_HOME "
+                             "(default ~/rsretrieval), because the job's working directory is a temporary copy")
+    cache_dir: Path = Field(default_factory=default_cache_dir, validate_default=True,
+                            description="Cache of synthetic data, trained models and embeddings (relative: as output_dir)")
     datasets: list[DatasetConfig] = Field(
         default_factory=lambda: [DatasetConfig(name="synthrs", format="synthrs")],
         description="Datasets to benchmark (default: the embedded synthetic dataset)",
@@ -295,7 +300,7 @@ class BenchmarkConfig(_Strict):
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig, description="Experiment tracking")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster")
 
-    _paths = field_validator("output_dir", "cache_dir", mode="before")(lambda cls, v: _expand(v))
+    _outputs = field_validator("output_dir", "cache_dir", mode="before")(lambda cls, v: _output_path(v))
 
     @model_validator(mode="after")
     def _generators_available(self) -> "BenchmarkConfig":

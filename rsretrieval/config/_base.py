@@ -20,3 +20,28 @@ class _Strict(BaseModel):
 def _expand(p: Path | str | None) -> str | None:
     """``~`` and ``$VARS`` expanded; a str so that JSON-mode validation (actors) accepts it too."""
     return None if p is None else os.path.expandvars(os.path.expanduser(str(p)))
+
+
+# Set by Ray's job supervisor in the driver of every `ray job submit` job. Such a job runs in a
+# temporary copy of --working-dir, deleted with the Ray session: no place for a run's outputs.
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def submitted_job() -> bool:
+    """True in the driver of a job started by ``ray job submit``."""
+    return RAY_JOB_ENV in os.environ
+
+
+def job_home() -> Path:
+    """Where a submitted job's relative output paths go: ``$RSR_HOME``, else ``~/rsretrieval``."""
+    return Path(_expand(os.environ.get("RSR_HOME")) or Path.home() / "rsretrieval")
+
+
+def _output_path(p: Path | str | None) -> str | None:
+    """An output folder, expanded and made absolute: a relative one against the working directory, or,
+    in a submitted Ray job, against :func:`job_home` (the job's working directory is temporary).
+    URIs (``s3://...``) are left as they are."""
+    p = _expand(p)
+    if p is None or "://" in p or os.path.isabs(p):
+        return p
+    return str((job_home() if submitted_job() else Path.cwd()) / p)

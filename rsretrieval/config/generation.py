@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from rsretrieval.config._base import _Strict, _expand
+from rsretrieval.config._base import _Strict, _output_path
 
 
 class SimulatedVLMConfig(_Strict):
@@ -53,7 +53,7 @@ class GenerationConfig(_Strict):
     batch_price_factor: float = Field(0.5, ge=0, description="Multiplies the token prices for batch runs")
     seed: int = Field(0, description="Seed of retry jitter and of the offline simulated VLM")
 
-    _paths = field_validator("store_dir", mode="before")(lambda cls, v: _expand(v))
+    _outputs = field_validator("store_dir", mode="before")(lambda cls, v: _output_path(v))
 
     def cost_usd(self, tokens_in: int, tokens_out: int, batch: bool = False) -> float:
         """USD for these tokens; ``batch`` applies ``batch_price_factor`` (Batch API pricing)."""

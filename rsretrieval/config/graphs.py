@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from rsretrieval.config._base import _Strict, _expand
+from rsretrieval.config._base import _Strict, _expand, _output_path
 
 
 class NodeEmbedderConfig(_Strict):
@@ -107,7 +107,7 @@ class GraphTrainingConfig(_Strict):
                                      "s3:// / gs:// URI; default <cache_dir>/ray_train")
     seed: int = Field(0, description="Seed of initialisation and caption sampling")
 
-    _paths = field_validator("storage_path", mode="before")(lambda cls, v: _expand(v))
+    _outputs = field_validator("storage_path", mode="before")(lambda cls, v: _output_path(v))
 
 
 class GraphMatchingConfig(_Strict):
