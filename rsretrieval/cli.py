@@ -29,13 +29,13 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", type=Path, default=None, help="root folder of run outputs (config: output_dir)")
     p.add_argument("--run-name", default=None, help="run folder and MLflow run name (config: run_name)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument("--debug", action="store_true", help="show the traceback of configuration and input errors")
 
 
 def benchmark(args: argparse.Namespace) -> Any:
     """Resolve the config and run the benchmark; prints the results table."""
     import yaml
 
-    from rsretrieval.config import load_config
     from rsretrieval.pipelines.benchmark import run_benchmark
 
     overrides = list(args.overrides)
@@ -43,7 +43,7 @@ def benchmark(args: argparse.Namespace) -> Any:
         overrides.append(f"output_dir={args.output_dir}")
     if args.run_name is not None:
         overrides.append(f"run_name={args.run_name}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_user_config(args.config, overrides)
     if args.print_config:
         print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         return None
@@ -104,20 +104,59 @@ def benchmark_main(argv: list[str] | None = None) -> Any:
     p = argparse.ArgumentParser(description=BENCHMARK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_benchmark_args(p)
     add_seeds_arg(p)
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return benchmark(p.parse_args(argv))
+    return run_or_exit(benchmark, args)
+
+
+def load_user_config(path: Path | None, overrides: list[str]) -> Any:
+    """``load_config``, its file and syntax errors raised as ConfigError (a user error, exit 2)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from rsretrieval.config import load_config
+    from rsretrieval.pipelines.preflight import ConfigError
+
+    try:
+        return load_config(path, overrides)
+    except ValidationError:
+        raise
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"config {path or '(embedded default)'}: {e}") from e
+
+
+def run_or_exit(func: Any, args: argparse.Namespace) -> Any:
+    """``func(args)``; a user error (config, dataset, backbone, checkpoint, missing extra) prints one
+    message and exits with status 2, its traceback only with ``--debug``."""
+    from rsretrieval.pipelines.preflight import USER_ERRORS
+
+    try:
+        return func(args)
+    except USER_ERRORS as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {user_message(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def user_message(e: BaseException) -> str:
+    """One readable message; pydantic's list of validation errors as ``field: problem`` lines."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        lines = [f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
+        return "invalid config:\n  " + "\n  ".join(lines)
+    return str(e)
 
 
 def job_config(parser: argparse.ArgumentParser, argv: list[str] | None, run_name: str) -> tuple[Any, argparse.Namespace]:
     """Parse a job's arguments (``add_benchmark_args`` + its own), set up logging, resolve the config;
     the run is named ``run_name`` unless --run-name says otherwise."""
-    from rsretrieval.config import load_config
-
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
     overrides += [f"run_name={args.run_name or run_name}"]
-    cfg = load_config(args.config, overrides)
+    cfg = load_user_config(args.config, overrides)
     if args.print_config:
         import yaml
 
@@ -325,7 +364,7 @@ def main(argv: list[str] | None = None) -> Any:
     r.set_defaults(func=report_cmd)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    return run_or_exit(args.func, args)
 
 
 def console() -> int:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from rsretrieval.config._base import _expand, _output_path, _Strict, default_cache_dir, job_home, submitted_job
+from rsretrieval.config._base import RAY_JOB_ENV, _expand, _output_path, _Strict, default_cache_dir, job_home, submitted_job
 from rsretrieval.config.generation import GenerationConfig, SimulatedVLMConfig
 from rsretrieval.config.graphs import (GMNConfig, GraphEncoderConfig, GraphMatchingConfig, GraphTrainingConfig,
                                        HungarianConfig, NodeEmbedderConfig)
@@ -32,7 +32,7 @@ __all__ = [
     "NodeEmbedderConfig", "RayConfig", "RegionCropConfig", "ReportConfig", "RsTinyOptions",
     "SCENE_IMAGE_MODES", "SCENE_TEXT_MODES", "SimulatedVLMConfig", "SynthRSOptions", "TextScenesConfig",
     "UniformCropConfig", "check_tracking_uri", "default_cache_dir", "flatten", "job_home", "load_config", "set_dotted",
-    "submitted_job",
+    "submitted_job", "RAY_JOB_ENV",
 ]
 GenerationTaskName = Literal["fine_grained_caption", "object_counts", "image_graph", "text_graph", "text_scenes"]
 
@@ -257,7 +257,8 @@ class MLflowConfig(_Strict):
 class RayConfig(_Strict):
     """How to reach Ray."""
 
-    address: str | None = Field(None, description="Cluster address; default $RAY_ADDRESS, else a local cluster")
+    address: str | None = Field(None, description="Cluster address; default $RAY_ADDRESS, else the live cluster of the "
+                                "last `ray start` on this machine, else a new local instance")
     num_cpus: int | None = Field(None, description="CPUs of a local cluster (None = all)")
 
 

@@ -64,6 +64,13 @@ class BackboneSpec(BaseModel):
         return self.hf_hub_dir or self.checkpoint_file
 
 
+class UnknownBackboneError(KeyError):
+    """A backbone name that is not registered (a KeyError whose str() is the plain message)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class CheckpointNotFoundError(FileNotFoundError):
     """A backbone's weights are not where the configuration says; the message says what to put where."""
 
@@ -107,8 +114,8 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         return builtin[name]
     if name.startswith(GENERIC_PREFIX) and len(name) > len(GENERIC_PREFIX):
         return generic_spec(name[len(GENERIC_PREFIX):])
-    raise KeyError(f"Unknown backbone {name!r}. Registered: {', '.join(list_backbones())}; "
-                   f"or use '{GENERIC_PREFIX}<open_clip arch>' with a checkpoint path.")
+    raise UnknownBackboneError(f"Unknown backbone {name!r}. Registered: {', '.join(list_backbones())}; "
+                               f"or use '{GENERIC_PREFIX}<open_clip arch>' with a checkpoint path.")
 
 
 def register_backbone(spec: BackboneSpec | dict | str | Path, overwrite: bool = False) -> BackboneSpec:

@@ -29,6 +29,7 @@ from rsretrieval.pipelines.cells import record_cell
 from rsretrieval.pipelines.checkpoints import resolve_checkpoint
 from rsretrieval.pipelines.costs import add_generation, record_cached_stage, write_cost_tables
 from rsretrieval.pipelines.embed import embed_table, read_embeddings
+from rsretrieval.pipelines.preflight import preflight
 from rsretrieval.pipelines.provenance import HashCache, build_record, run_checkpoints, write_provenance
 from rsretrieval.pipelines.tracking import Tracker, mlflow_run
 from rsretrieval.search.topk import unit_rows
@@ -54,18 +55,56 @@ class BenchmarkResult:
 
 
 def init_ray(cfg: RayConfig) -> None:
-    """Connect to $RAY_ADDRESS / the configured cluster, or start a local one."""
+    """Connect to the configured cluster / $RAY_ADDRESS / the live cluster of the last ``ray start`` on
+    this machine, saying which; or start a local instance. A cluster that cannot be reached is an error
+    within seconds (Ray itself would wait for it forever)."""
     import ray
+
+    from rsretrieval.pipelines.preflight import ConfigError
 
     if ray.is_initialized():
         return
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True}
+    address, source = (cfg.address, "ray.address") if cfg.address else (os.environ.get("RAY_ADDRESS"), "$RAY_ADDRESS")
+    if not address:
+        last = _last_started_cluster()
+        if last and _reachable(last):
+            address, source = last, "the running cluster of the last `ray start` on this machine"
+        elif last:
+            log.warning("the cluster of the last `ray start` on this machine (%s) is gone; starting a local Ray "
+                        "instance instead", last)
     if address:
+        if address not in ("auto", "local") and "://" not in address and not _reachable(address):
+            raise ConfigError(f"Ray cluster {address} ({source}) cannot be reached: start it (`ray start --head`), "
+                              "fix the address, or unset it to run on a local Ray instance")
+        log.info("Ray: attaching to %s (%s)", address, source)
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, **kwargs)
+        log.info("Ray: starting a local instance (%s CPUs)", cfg.num_cpus or "all")
+        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, **kwargs)
     ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def _last_started_cluster() -> str | None:
+    """The GCS address Ray's ``ray.init()`` would follow (written by the last ``ray start``), if any."""
+    try:
+        from ray._private.services import find_bootstrap_address
+
+        return find_bootstrap_address(None)
+    except Exception:  # a private Ray API: without it, behave as Ray does
+        return None
+
+
+def _reachable(address: str, timeout_s: float = 3.0) -> bool:
+    """A TCP connection to ``host:port`` opens within ``timeout_s``."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout_s).close()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _scoring_device(name: str) -> str:
@@ -200,6 +239,7 @@ def _mean_size(x: Any) -> float:
 def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     """Run every configured cell; write results.csv/.md, per-query Parquet, and the MLflow run."""
     t_start = time.perf_counter()
+    preflight(cfg)  # paths, backbones, checkpoints: fail in seconds, before Ray starts
     run_dir = cfg.run_dir
     per_query_dir = run_dir / "per_query"
     per_query_dir.mkdir(parents=True, exist_ok=True)
