@@ -30,6 +30,8 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-name", default=None, help="run folder and MLflow run name (config: run_name)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--debug", action="store_true", help="show the traceback of configuration and input errors")
+    p.add_argument("--verbose", action="store_true", help="every library's INFO lines on the console too "
+                   "(they are always in <run>/run.log)")
 
 
 def benchmark(args: argparse.Namespace) -> Any:
@@ -54,13 +56,16 @@ def benchmark(args: argparse.Namespace) -> Any:
         print((out / "results_seeds.md").read_text(encoding="utf-8"))
         print(f"mean ± sd over seeds {args.seeds}: {out / 'results_seeds.csv'}")
         return out
+    from rsretrieval.console import best_per_mode, setup_logging
+
+    setup_logging(cfg.run_dir / "run.log", verbose=getattr(args, "verbose", False))
     announce_outputs(cfg)
     result = run_benchmark(cfg)
-    print(result.results_md.read_text(encoding="utf-8"))
     if result.findings is not None:
         from rsretrieval.evaluation.findings import findings_console
 
         print(findings_console(result.findings))
+    print("Best cell per mode (mR [95% CI]; every cell: results.md):", *best_per_mode(result.results_csv), sep="\n")
     print(outputs_summary(cfg, result))
     return result
 
@@ -81,7 +86,8 @@ def outputs_summary(cfg: Any, result: Any) -> str:
     from rsretrieval.pipelines.tracking import tracking_uri
 
     run_dir = Path(result.run_dir).resolve()
-    lines = [f"results: {Path(result.results_csv).resolve()}", f"per-query ranks: {run_dir / 'per_query'}"]
+    lines = [f"results: {Path(result.results_csv).resolve()}", f"table: {Path(result.results_md).resolve()}",
+             f"per-query ranks: {run_dir / 'per_query'}"]
     if (run_dir / "findings.csv").exists():
         lines.append(f"findings: {run_dir / 'findings.csv'}")
     if (run_dir / "report.html").exists():
@@ -89,6 +95,8 @@ def outputs_summary(cfg: Any, result: Any) -> str:
     if result.mlflow_run_id:
         uri = tracking_uri(cfg)
         lines.append(f"MLflow run {result.mlflow_run_id}: mlflow ui --backend-store-uri {uri}")
+    if (run_dir / "run.log").exists():
+        lines.append(f"log: {run_dir / 'run.log'}")
     lines.append(f"wall time: {result.seconds:.1f} s")
     return "\n".join(lines)
 
@@ -105,7 +113,9 @@ def benchmark_main(argv: list[str] | None = None) -> Any:
     add_benchmark_args(p)
     add_seeds_arg(p)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from rsretrieval.console import setup_logging
+
+    setup_logging(None, verbose=args.verbose)
     return run_or_exit(benchmark, args)
 
 

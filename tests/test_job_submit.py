@@ -76,6 +76,15 @@ def test_readme_ray_job_submit_keeps_its_outputs(tmp_path: Path, session_cache: 
     assert (run_dir / "report.html").stat().st_size > 0
     assert re.search(rf"^results: {re.escape(str(run_dir / 'results.csv'))}$", log, re.M)
     assert f"mlflow ui --backend-store-uri sqlite:///{run_dir.parent / 'mlflow.db'}" in log
+    # a console a person can follow: our stage lines and a summary; the libraries' chatter is in run.log
+    job_lines = log[log.index("Running entrypoint for job"):].splitlines()
+    assert len(job_lines) <= 80, "\n".join(job_lines)
+    for noise in ("Failed to query Ray Train Controller", "No pretrained weights loaded", "streaming_executor",
+                  "Creating initial MLflow database tables", "RayTrainWorker"):
+        assert noise not in log, noise
+    assert "Best cell per mode" in log and "findings" in log.lower()
+    run_log = (run_dir / "run.log").read_text(encoding="utf-8")
+    assert "INFO ray" in run_log and "INFO rsretrieval" in run_log
     df = pd.read_csv(run_dir / "results.csv")
     # 12 vector/scene cells + (g2g, vg2vg) x 2 variants x (simulated-vlm, oracle) x (Hungarian, GMN)
     # x (vanilla, trained) graph cells (the quick config trains the graph models in the job)

@@ -260,6 +260,8 @@ class RayConfig(_Strict):
     address: str | None = Field(None, description="Cluster address; default $RAY_ADDRESS, else the live cluster of the "
                                 "last `ray start` on this machine, else a new local instance")
     num_cpus: int | None = Field(None, description="CPUs of a local cluster (None = all)")
+    log_to_driver: bool = Field(False, description="Print Ray workers' stdout/stderr on the driver's console (they are "
+                                "always in Ray's session logs, /tmp/ray/session_latest/logs)")
 
 
 class BenchmarkConfig(_Strict):

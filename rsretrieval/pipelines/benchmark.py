@@ -64,7 +64,12 @@ def init_ray(cfg: RayConfig) -> None:
 
     if ray.is_initialized():
         return
-    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True}
+    from rsretrieval import console
+
+    # worker output stays in Ray's session logs unless asked for; with our logging set up, Ray must not
+    # put its own console handler back
+    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": cfg.log_to_driver,
+                              "configure_logging": not console.active()}
     address, source = (cfg.address, "ray.address") if cfg.address else (os.environ.get("RAY_ADDRESS"), "$RAY_ADDRESS")
     if not address:
         last = _last_started_cluster()
@@ -83,6 +88,8 @@ def init_ray(cfg: RayConfig) -> None:
         log.info("Ray: starting a local instance (%s CPUs)", cfg.num_cpus or "all")
         ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, **kwargs)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    if console.active():
+        console.route_library_loggers()  # ray.data configures its console handler on import
 
 
 def _last_started_cluster() -> str | None:

@@ -1,0 +1,115 @@
+"""What a person sees while a job runs, and what goes to the run's log file.
+
+The console gets this project's own progress lines (``rsretrieval.*`` at INFO: stages, training
+epochs, where outputs go) and every other library's warnings and errors, minus the warnings known to
+be false here. Everything else (Ray's, Ray Data's, MLflow's, PyTorch's INFO lines and Python
+warnings) goes to ``<run_dir>/run.log`` only, with timestamps and logger names. Worker processes'
+output stays in Ray's session logs (``ray.log_to_driver`` brings it to the console).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+# libraries that attach their own console handlers or chat at INFO; their records go to the log file
+LIBRARY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "mlflow", "alembic", "open_clip",
+                   "sentence_transformers", "torch_geometric", "urllib3", "httpx", "filelock", "py.warnings")
+# warnings that are false for us: open_clip warns of random weights before the loader loads the real ones;
+# Ray's token-auth notice when a local instance starts is about Ray, not this run
+FALSE_WARNINGS = ("No pretrained weights loaded for model", "Token authentication is enabled for this Ray cluster")
+# our own lines that are too many for the console (one per results cell: results.csv has them)
+FILE_ONLY = ("rsretrieval.pipelines.cells",)
+FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_MARK = "_rsretrieval_handler"
+
+
+class ConsoleFilter(logging.Filter):
+    """Our INFO lines; others' warnings and errors, except the known-false ones."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if any(record.getMessage().startswith(w) for w in FALSE_WARNINGS):
+            return False
+        if record.name == "rsretrieval" or record.name.startswith("rsretrieval."):
+            return record.levelno >= (logging.WARNING if record.name in FILE_ONLY else logging.INFO)
+        return record.levelno >= logging.WARNING
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``HH:MM:SS message``; warnings and errors say so and who raised them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            msg = f"{record.levelname.lower()} ({record.name}): {msg}"
+        if record.exc_info and record.levelno >= logging.ERROR:
+            msg += "\n" + self.formatException(record.exc_info)
+        return f"{stamp} {msg}"
+
+
+def _ours(handler: logging.Handler) -> bool:
+    return getattr(handler, _MARK, False)
+
+
+def setup_logging(log_file: Path | None = None, verbose: bool = False) -> Path | None:
+    """Route logging: the console as the module docstring says (``verbose``: every INFO line), the log
+    file (if given) everything at INFO and above. Idempotent; returns the log file."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for h in [h for h in root.handlers if _ours(h) or type(h) is logging.StreamHandler]:
+        root.removeHandler(h)  # basicConfig's or an earlier call's
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(ConsoleFormatter() if not verbose else logging.Formatter(FILE_FORMAT))
+    if not verbose:
+        console.addFilter(ConsoleFilter())
+    setattr(console, _MARK, True)
+    handlers: list[logging.Handler] = [console]
+    if log_file is not None:
+        log_file = Path(log_file)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file = logging.FileHandler(log_file, encoding="utf-8")
+        file.setFormatter(logging.Formatter(FILE_FORMAT))
+        setattr(file, _MARK, True)
+        handlers.append(file)
+    for h in handlers:
+        root.addHandler(h)
+    logging.captureWarnings(True)
+    route_library_loggers()
+    return log_file
+
+
+def route_library_loggers() -> None:
+    """Take the console handlers off the libraries' own loggers and let their records reach ours (the
+    log file, and the console filter). Call again after a library configures itself (``ray.init``)."""
+    for name in LIBRARY_LOGGERS:
+        lib = logging.getLogger(name)
+        for h in list(lib.handlers):
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                lib.removeHandler(h)
+        lib.propagate = True
+
+
+def active() -> bool:
+    """Whether :func:`setup_logging` routes this process's logging."""
+    return any(_ours(h) for h in logging.getLogger().handlers)
+
+
+def best_per_mode(results_csv: Path) -> list[str]:
+    """One line per dataset x variant x backbone: the best cell of each mode by mR (with its CI)."""
+    import pandas as pd
+
+    df = pd.read_csv(results_csv)
+    out = []
+    for (dataset, variant, backbone), g in df.groupby(["dataset", "variant", "backbone"], sort=False):
+        cells = []
+        for mode, m in g.groupby("mode", sort=False):
+            best = m.loc[m["mR"].idxmax()]
+            label = " ".join(str(best[c]) for c in ("crops", "similarity", "training", "graphs")
+                             if c in best and str(best[c]) not in ("-", "none", "cosine", "max-mean", "nan"))
+            ci = f" [{best['mR_ci_low']:.1f}, {best['mR_ci_high']:.1f}]" if "mR_ci_low" in best else ""
+            cells.append(f"{mode.upper()}{(' ' + label) if label else ''} {best['mR']:.2f}{ci}")
+        out.append(f"  {dataset} / {variant} / {backbone}: " + "; ".join(cells))
+    return out
