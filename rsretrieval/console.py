@@ -9,7 +9,9 @@ output stays in Ray's session logs (``ray.log_to_driver`` brings it to the conso
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,8 +22,9 @@ LIBRARY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "mlflo
 # warnings that are false for us: open_clip warns of random weights before the loader loads the real ones;
 # Ray's token-auth notice when a local instance starts is about Ray, not this run
 FALSE_WARNINGS = ("No pretrained weights loaded for model", "Token authentication is enabled for this Ray cluster")
-# our own lines that are too many for the console (one per results cell: results.csv has them)
-FILE_ONLY = ("rsretrieval.pipelines.cells",)
+# too many or not for users: one line per results cell (results.csv has them); Python's deprecation
+# warnings of libraries
+FILE_ONLY = ("rsretrieval.pipelines.cells", "py.warnings")
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MARK = "_rsretrieval_handler"
 
@@ -32,8 +35,10 @@ class ConsoleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if any(record.getMessage().startswith(w) for w in FALSE_WARNINGS):
             return False
+        if record.name in FILE_ONLY:
+            return False
         if record.name == "rsretrieval" or record.name.startswith("rsretrieval."):
-            return record.levelno >= (logging.WARNING if record.name in FILE_ONLY else logging.INFO)
+            return record.levelno >= logging.INFO
         return record.levelno >= logging.WARNING
 
 
@@ -77,6 +82,13 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> Path |
     for h in handlers:
         root.addHandler(h)
     logging.captureWarnings(True)
+    if not verbose:  # Hugging Face's "Loading weights" bars (the env var also reaches local Ray workers)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for lib in ("ray", "ray.data", "mlflow"):  # they attach their console handlers on import: import first
+        try:
+            importlib.import_module(lib)
+        except ImportError:  # pragma: no cover - core dependencies
+            pass
     route_library_loggers()
     return log_file
 

@@ -311,12 +311,13 @@ def read_findings(path: Path) -> pd.DataFrame:
     return df
 
 
-def findings_console(findings: pd.DataFrame, max_rows: int = 25) -> str:
+def findings_console(findings: pd.DataFrame, max_rows: int = 10) -> str:
     """Terminal summary: one line per claim (verdict counts), then the target rows that did not hold."""
     lines = ["Findings (does each thesis claim hold? holds / fails / inconclusive: CI of diff > 0 / < 0 / else):"]
     width = max(len(c) for c in findings["claim_id"])
     lines += [f"  {c:<{width}}  {s}  ({t})" for c, t, s in claim_summary(findings)]
     bad = findings[findings["target"] & findings["verdict"].isin(["fails", "inconclusive"])]
+    bad = bad.sort_values("verdict", key=lambda v: v.map({"fails": 0, "inconclusive": 1}), kind="stable")
     if len(bad):
         lines.append(f"Target rows that did not hold ({len(bad)}):")
         for r in bad.head(max_rows).to_dict("records"):
@@ -324,7 +325,7 @@ def findings_console(findings: pd.DataFrame, max_rows: int = 25) -> str:
                          f"{r['a']} {r['mR_a']:.2f} vs {r['b']} {r['mR_b']:.2f} (diff {r['diff']:+.2f}, "
                          f"CI [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}], n={int(r['n'])})")
         if len(bad) > max_rows:
-            lines.append(f"  ... {len(bad) - max_rows} more in findings.csv")
+            lines.append(f"  ... {len(bad) - max_rows} more in findings.md")
     elif findings["target"].any():
         lines.append("Every target row holds.")
     return "\n".join(lines)
