@@ -88,8 +88,7 @@ def outputs_summary(cfg: Any, result: Any) -> str:
     from rsretrieval.pipelines.tracking import tracking_uri
 
     run_dir = Path(result.run_dir).resolve()
-    lines = [f"results: {Path(result.results_csv).resolve()}", f"table: {Path(result.results_md).resolve()}",
-             f"per-query ranks: {run_dir / 'per_query'}"]
+    lines = [f"results: {Path(result.results_csv).resolve()}", f"per-query ranks: {run_dir / 'per_query'}"]
     if (run_dir / "findings.csv").exists():
         lines.append(f"findings: {run_dir / 'findings.csv'}")
     if (run_dir / "report.html").exists():

@@ -20,11 +20,13 @@ from pathlib import Path
 LIBRARY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "mlflow", "alembic", "open_clip",
                    "sentence_transformers", "torch_geometric", "urllib3", "httpx", "filelock", "py.warnings")
 # warnings that are false for us: open_clip warns of random weights before the loader loads the real ones;
-# Ray's token-auth notice when a local instance starts is about Ray, not this run
-FALSE_WARNINGS = ("No pretrained weights loaded for model", "Token authentication is enabled for this Ray cluster")
-# too many or not for users: one line per results cell (results.csv has them); Python's deprecation
-# warnings of libraries
-FILE_ONLY = ("rsretrieval.pipelines.cells", "py.warnings")
+# Ray's token-auth notice when a local instance starts is about Ray, not this run;
+FALSE_WARNINGS = ("No pretrained weights loaded for model", "Token authentication is enabled for this Ray cluster",
+                  # Ray Data: we turn its bars off (they flood logs); its actor pools hold the CPUs it counts
+                  "Progress bars disabled", "Warning: The Ray cluster currently does not have any available CPUs")
+# too many or not for users: one line per results cell (results.csv has them), Ray Train runs by hash
+# (pipelines.graph_training names them), Python's deprecation warnings of libraries
+FILE_ONLY = ("rsretrieval.pipelines.cells", "rsretrieval.pipelines.train_graphs", "py.warnings")
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MARK = "_rsretrieval_handler"
 

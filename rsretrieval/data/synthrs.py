@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -38,6 +40,8 @@ from rsretrieval.data.synthrs_text import build_graph, fine_grained_caption, ori
 __all__ = ["AREA_KINDS", "COLORS", "DATASET", "FORMAT_VERSION", "LAND_COVER", "SCENE_TYPES", "Z_ORDER", "Region",
            "SceneObject2D", "SceneSpec", "SynthRSConfig", "generate_synthrs", "load_synthrs", "region_masks",
            "render_scene", "sample_scene", "scene_for"]
+
+log = logging.getLogger(__name__)
 
 DATASET = "synthrs"
 FORMAT_VERSION = 2  # bump when rendering or captions change: invalidates existing manifests
@@ -111,6 +115,8 @@ def generate_synthrs(config: SynthRSConfig, out_dir: Path) -> RSDataset:
     jobs = [(config, s, i, str(img_dir)) for s, k in zip(SPLITS, (config.n_train, config.n_val, config.n_test))
             for i in range(k)]
     workers = config.workers or min(os.cpu_count() or 1, 8)
+    t0 = time.perf_counter()
+    log.info("synthrs: rendering %d images (seed %d) into %s ...", len(jobs), config.seed, out_dir)
     if workers > 1 and len(jobs) >= 64:
         with ProcessPoolExecutor(workers) as ex:
             results = list(ex.map(_make_one, jobs, chunksize=32))
@@ -127,4 +133,5 @@ def generate_synthrs(config: SynthRSConfig, out_dir: Path) -> RSDataset:
     tmp = out_dir / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     tmp.replace(out_dir / "manifest.json")  # written last: an interrupted run regenerates
+    log.info("synthrs: %d images and %d captions in %.1f s", len(images), len(caps), time.perf_counter() - t0)
     return RSDataset(DATASET, images_table(images), captions_table(caps), graphs_table(graphs))

@@ -173,12 +173,17 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path,
     return stats
 
 
+_ANNOUNCED: set[Path] = set()
+
+
 def ensure_rs_tiny(train: RSDataset, options: RsTinyOptions, cache_dir: Path,
                    scenes: ImageScenesConfig | None = None) -> Path:
     """Path of the trained rs-tiny checkpoint for (options, data, crop config); trains it when not cached."""
     path = Path(cache_dir) / "backbones" / f"{MODEL_NAME}-{checkpoint_key(options, train, scenes)}.pt"
     if path.exists():
-        log.info("rs-tiny: using cached weights %s", path)
+        if path not in _ANNOUNCED:  # resolved once per backbone use; say it once per process
+            _ANNOUNCED.add(path)
+            log.info("rs-tiny: using cached weights %s", path)
         return path
     log.info("rs-tiny: training on %d synthrs train images (first use; cached at %s)", train.images.num_rows, path)
     train_rs_tiny(train, options, path, scenes)

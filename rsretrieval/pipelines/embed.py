@@ -278,4 +278,6 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
     if final.exists():  # a stale incomplete folder from an older layout
         shutil.rmtree(final)
     os.replace(tmp, final)
+    log.info("embeddings %s: %d rows computed with %s in %.1f s", kind, table.num_rows, backbone_name,
+             time.perf_counter() - t0)
     return final, False

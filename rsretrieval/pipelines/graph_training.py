@@ -91,8 +91,10 @@ class StageResult:
     cached: bool
 
 
-def fit_cached(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfig, gmn: GMNConfig) -> StageResult:
-    """Train one stage with Ray Train, or load it from the cache (keyed by data + configs)."""
+def fit_cached(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfig, gmn: GMNConfig,
+               label: str = "") -> StageResult:
+    """Train one stage with Ray Train, or load it from the cache (keyed by data + configs); ``label`` names
+    the stage on the console."""
     from rsretrieval.pipelines.train_graphs import fit_graph_matcher
 
     tcfg = cfg.graph_matching.train
@@ -107,6 +109,7 @@ def fit_cached(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfi
     if path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["best_model"])
+        log.info("graph training %s: cached (best val mR %.2f)", label or key, state["best_mr"])
         return StageResult(model.eval(), state, 0.0, True)
     storage = tcfg.storage_path or Path(cfg.cache_dir) / "ray_train"
     fit = fit_graph_matcher(data, tcfg, encoder, gmn, f"graph-{key}", storage)
@@ -119,6 +122,9 @@ def fit_cached(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfi
     tmp.replace(path)
     shutil.rmtree(fit.run_path, ignore_errors=True)  # its per-epoch checkpoints: the cache file supersedes them
     model.load_state_dict(keep["best_model"])
+    log.info("graph training %s: best val mR %.2f at epoch %s of %d (%d train / %d val queries, %.0f s)",
+             label or key, keep["best_mr"], keep["best_epoch"], keep["epoch"], len(data.train.query_image),
+             len(data.val.query_image), fit.seconds)
     return StageResult(model.eval(), keep, fit.seconds, False)
 
 
@@ -205,7 +211,8 @@ def train_g2g_models(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, sources: 
                              graph_pairs(out.val_graphs, out.val_ds, source, [variant], embedder))
             for emb in gm.embeddings:
                 encoder = VANILLA_ENCODER if emb == "vanilla" else gm.encoder
-                result = fit_cached(cfg, data, encoder, training_gmn_config(gm.gmn, False))
+                result = fit_cached(cfg, data, encoder, training_gmn_config(gm.gmn, False),
+                                    f"G2G {emb} ({source} graphs, {variant} captions)")
                 out.g2g[(source, emb, variant)] = result.model
                 out.record(tracker, source, emb, variant, "g2g", result)
     out.notes.append(f"{dcfg.name}: GMN and graph encoder trained with Ray Train on {tcfg.split} "
@@ -227,7 +234,8 @@ def train_vg2vg_heads(cfg: BenchmarkConfig, models: GraphModels, backbone: str, 
             rows = [index[c] for c in caps["caption_id"].to_pylist()]
             pairs[split] = graph_pairs(graphs, ds, source, [variant], embedder, (cap_vec[rows], img_vec))
         data = TrainData(pairs["train"], pairs["val"], vg2vg_init(g2g))
-        result = fit_cached(cfg, data, g2g.encoder_cfg, g2g.gmn_cfg.model_copy(update={"use_global": True}))
+        result = fit_cached(cfg, data, g2g.encoder_cfg, g2g.gmn_cfg.model_copy(update={"use_global": True}),
+                            f"VG2VG {backbone} {emb} ({source} graphs, {variant} captions)")
         models.vg2vg[(source, emb, variant, backbone)] = result.model
         models.record(tracker, source, emb, variant, f"vg2vg-{backbone}", result)
 

@@ -106,6 +106,8 @@ def image_scenes(images: pa.Table, method: CropMethod, cfg: ImageScenesConfig, c
     table = table.take(idx)
     _write_atomically(table, path)
     record_seconds(path, time.perf_counter() - t0)
+    log.info("image scenes %s: %d crops of %d images in %.1f s", method, table.num_rows, images.num_rows,
+             time.perf_counter() - t0)
     return table
 
 
@@ -153,6 +155,8 @@ def text_scenes(captions: pa.Table, cfg: TextScenesConfig, cache_dir: Path) -> p
     table = text_scenes_table(ids, texts, gen.generate(texts), gen.name, cfg)
     _write_atomically(table, path)
     record_seconds(path, time.perf_counter() - t0)
+    log.info("text scenes: %d scenes of %d captions in %.1f s (%s)", table.num_rows, len(texts),
+             time.perf_counter() - t0, gen.name)
     return table
 
 
