@@ -55,8 +55,11 @@ def test_readme_ray_job_submit_keeps_its_outputs(tmp_path: Path, session_cache: 
     home.mkdir()
     # a fresh user: no token yet, Ray's defaults; the cache is shared with the other tests only for speed
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_", "RSR_"))}
+    import site
+
     env |= {"HOME": str(home), "PATH": bin_dir + os.pathsep + env.get("PATH", ""), "RAY_USAGE_STATS_ENABLED": "0",
-            "RSR_CACHE_DIR": str(session_cache)}
+            "RSR_CACHE_DIR": str(session_cache),
+            "PYTHONUSERBASE": site.getuserbase()}  # a `pip install --user` stays importable under the new HOME
     script = "set -e\n" + "\n".join(readme_cluster_commands()) + "\n"
     started = time.monotonic()
     try:
