@@ -57,10 +57,8 @@ def benchmark(args: argparse.Namespace) -> Any:
         print(f"mean ± sd over seeds {args.seeds}: {out / 'results_seeds.csv'}")
         return out
     from rsretrieval.console import best_per_mode, setup_logging
-    from rsretrieval.pipelines.preflight import preflight
 
-    preflight(cfg)  # before the run folder exists: a wrong path or name leaves nothing behind
-    setup_logging(cfg.run_dir / "run.log", verbose=getattr(args, "verbose", False))
+    setup_logging(cfg.run_dir / "run.log", verbose=getattr(args, "verbose", False))  # the file opens at its first line
     announce_outputs(cfg)
     result = run_benchmark(cfg)
     if result.findings is not None:

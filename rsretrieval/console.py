@@ -61,6 +61,18 @@ def _ours(handler: logging.Handler) -> bool:
     return getattr(handler, _MARK, False)
 
 
+class RunLogHandler(logging.FileHandler):
+    """The run's log file, opened (with its folder) at the first record: a run that fails its checks
+    before logging anything leaves no folder behind."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
 def setup_logging(log_file: Path | None = None, verbose: bool = False) -> Path | None:
     """Route logging: the console as the module docstring says (``verbose``: every INFO line), the log
     file (if given) everything at INFO and above. Idempotent; returns the log file."""
@@ -76,8 +88,7 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> Path |
     handlers: list[logging.Handler] = [console]
     if log_file is not None:
         log_file = Path(log_file)
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file = logging.FileHandler(log_file, encoding="utf-8")
+        file = RunLogHandler(log_file)
         file.setFormatter(logging.Formatter(FILE_FORMAT))
         setattr(file, _MARK, True)
         handlers.append(file)
@@ -86,7 +97,8 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> Path |
     logging.captureWarnings(True)
     if not verbose:  # Hugging Face's "Loading weights" bars (the env var also reaches local Ray workers)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for lib in ("ray", "ray.data", "mlflow"):  # they attach their console handlers on import: import first
+    # a run: Ray, Ray Data and MLflow attach their console handlers on import, so import them before routing
+    for lib in ("ray", "ray.data", "mlflow") if log_file is not None else ():
         try:
             importlib.import_module(lib)
         except ImportError:  # pragma: no cover - core dependencies

@@ -86,8 +86,7 @@ def multi_positive_ranks(ranks: np.ndarray, topk_idx: np.ndarray, topk_scores: n
         is_pos = np.isin(topk_idx[q], pos)
         if not is_pos.any():
             continue
-        best = topk_scores[q][is_pos].max()
-        best = tie_floor(best)
+        best = tie_floor(topk_scores[q][is_pos].max())
         if topk_scores[q][-1] >= best and not is_pos[-1]:
             continue  # a visible tie with the best positive reaches the list's end: keep the standard rank
         out[q] = min(out[q], 1 + int(((topk_scores[q] >= best) & ~is_pos).sum()))

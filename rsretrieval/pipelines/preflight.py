@@ -30,10 +30,6 @@ JOB_HINT = (" This is a `ray job submit` job: Ray runs it in a temporary copy of
             "path is read from that copy. Give an absolute path that the cluster's nodes can read.")
 
 
-def _input_paths(d: DatasetConfig) -> list[tuple[str, Path]]:
-    return [(f, Path(getattr(d, f))) for f in ("annotations", "image_root") if getattr(d, f) is not None]
-
-
 def verify_dataset_paths(d: DatasetConfig) -> None:
     """The dataset's files exist (its format's own ``_verify``, whose message says what to do)."""
     if d.format == "synthrs":
@@ -45,8 +41,7 @@ def verify_dataset_paths(d: DatasetConfig) -> None:
         verify = importlib.import_module(f"rsretrieval.data.{d.format}")._verify
         verify(annotations, image_root, d.name) if d.format == "harma" else verify(annotations, image_root)
     except DatasetNotFoundError as e:
-        relative = [f for f, p in _input_paths(d) if not p.is_absolute()]
-        if submitted_job() and relative:
+        if submitted_job() and not (Path(annotations).is_absolute() and Path(image_root).is_absolute()):
             raise DatasetNotFoundError(f"dataset '{d.name}'", e.path, str(e) + JOB_HINT) from e
         raise
 
