@@ -55,3 +55,32 @@ def test_killed_worker_resumes_from_last_checkpoint(clean_run, data: TrainData, 
     assert (tmp_path / "faulted.fault-injected").exists()  # the worker really died at epoch 2
     got = [round(h["val_mr"], 4) for h in faulted.state["history"]]
     assert got == [round(h["val_mr"], 4) for h in clean.state["history"]]  # seeded: same as the unfaulted run
+
+
+def test_stages_of_one_run_train_in_order_and_a_killed_worker_resumes_the_current_stage(
+        clean_run, data: TrainData, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two matchers in one Ray Train run: the first like a run of its own; the worker dies in the second
+    stage's epoch 2 and the restarted one keeps the first stage and resumes the second; a rerun trains nothing."""
+    from rsretrieval.pipelines.train_graphs import fit_graph_matchers
+    from rsretrieval.training.graph_stages import Stage
+
+    _, clean = clean_run
+    vanilla = GraphEncoderConfig(kind="vanilla")
+    stages = [Stage("gat", data, ENC, GMN, "G2G trained"), Stage("vanilla", data, vanilla, GMN, "G2G vanilla")]
+    with caplog.at_level("INFO", logger="rsretrieval.pipelines.train_graphs"):
+        done, _, run_path = fit_graph_matchers(stages, CFG, "group", tmp_path)
+    assert [round(h["val_mr"], 4) for h in done["gat"]["history"]] == \
+        [round(h["val_mr"], 4) for h in clean.state["history"]]  # the same loop as a run of its own
+    assert [h["epoch"] for h in done["vanilla"]["history"]] == [1, 2, 3]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("graph training")]
+    assert [ln.split(":")[0] for ln in lines] == ["graph training 1/2 G2G trained", "graph training 2/2 G2G vanilla"]
+
+    faulted, _, _ = fit_graph_matchers(stages, CFG, "group-faulted", tmp_path, fail_at_epoch=1, fail_at_stage=1)
+    assert (tmp_path / "group-faulted.fault-injected").exists()  # the worker died in the second stage
+    for key in ("gat", "vanilla"):  # the first stage kept, the second resumed: both as in the unfaulted run
+        assert [round(h["val_mr"], 4) for h in faulted[key]["history"]] == \
+            [round(h["val_mr"], 4) for h in done[key]["history"]]
+    before = _checkpoints(run_path)
+    again, _, _ = fit_graph_matchers(stages, CFG, "group", tmp_path)
+    assert _checkpoints(run_path) == before  # a finished run is not repeated
+    assert again["vanilla"]["history"] == done["vanilla"]["history"]

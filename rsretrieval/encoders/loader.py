@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from rsretrieval.encoders.registry import BackboneSpec, CheckpointNotFoundError, resolve_checkpoint
+from rsretrieval.encoders.text_trim import encode_text_trimmed
 
 log = logging.getLogger(__name__)
 
@@ -225,4 +226,4 @@ def encode_texts(loaded: LoadedBackbone, texts: list[str]) -> np.ndarray:
         return np.zeros((0, loaded.embed_dim), np.float32)
     with torch.inference_mode():
         tokens = loaded.tokenizer(list(texts))
-        return _normalised(loaded.model.encode_text(tokens.to(loaded.device)))
+        return _normalised(encode_text_trimmed(loaded.model, tokens.to(loaded.device)))

@@ -31,6 +31,7 @@ from PIL import Image
 
 from rsretrieval.config import ImageScenesConfig, RsTinyOptions
 from rsretrieval.data.schema import RSDataset
+from rsretrieval.encoders.text_trim import encode_text_trimmed
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,17 @@ def checkpoint_key(options: RsTinyOptions, train: RSDataset, scenes: ImageScenes
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class ToUint8:
+    """PIL image -> the model's transform up to ToTensor, as a (3, H, W) uint8 array: the values ToTensor would
+    give times 255, without a torch op (crop worker processes run it, and they are forked)."""
+
+    def __init__(self, pil_transforms) -> None:
+        self.pil_transforms = pil_transforms
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(self.pil_transforms(image).convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
 
 
 def _load_pixels(uris: list[str], preprocess) -> torch.Tensor:
@@ -113,14 +125,16 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path,
     n = len(uris)
     crops, crop_rows, rounds = None, [], 1
     if options.crops:
-        from torchvision.transforms import Compose
+        from torchvision.transforms import Compose, Normalize, ToTensor
 
         from rsretrieval.encoders.rs_tiny_crops import crop_pairs
 
-        to_tensor = Compose(preprocess.transforms[:-1])  # everything but Normalize: values k / 255
-        normalise = preprocess.transforms[-1]
-        crops = crop_pairs(train, options.train_data, scenes or ImageScenesConfig(),
-                           lambda im: (to_tensor(im) * 255).round().to(torch.uint8))
+        steps = preprocess.transforms
+        if not (isinstance(steps[-2], ToTensor) and isinstance(steps[-1], Normalize)):
+            raise TypeError(f"rs-tiny crops: expected the transform to end in ToTensor, Normalize; got {steps[-2:]}")
+        to_uint8 = ToUint8(Compose(steps[:-2]))  # the PIL steps: resize, crop, RGB
+        normalise = steps[-1]
+        crops = crop_pairs(train, options.train_data, scenes or ImageScenesConfig(), to_uint8)
         crop_tokens = tokenizer(crops.captions)
         crop_rows = crops.per_image(n)
         rounds = 1 + options.crops_per_image if len(crops.owner) else 1
@@ -149,7 +163,8 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path,
                     images.append(normalise(crops.pixels[rows].float() / 255))
                     texts.append(crop_tokens[rows])
             img_f = F.normalize(model.encode_image(torch.cat(images)), dim=-1)
-            txt_f = F.normalize(model.encode_text(torch.cat(texts)), dim=-1)
+            # per group (whole-image captions are short, crop captions long): each is cut to its own longest
+            txt_f = F.normalize(torch.cat([encode_text_trimmed(model, t) for t in texts]), dim=-1)
             logits = model.logit_scale.exp() * img_f @ txt_f.T
             labels = torch.arange(len(img_f))
             loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2

@@ -62,36 +62,60 @@ def _boxes_of(args: tuple[str, ImageScenesConfig]) -> list[Box]:
     return out
 
 
-def crop_boxes(uris: list[str], scenes: ImageScenesConfig, workers: int | None = None) -> list[list[Box]]:
-    """Crop boxes of every image (segmentation in ``workers`` processes; default: the CPU count, at most 8)."""
+def _pool_map(fn, jobs: list, workers: int | None):
+    """``map(fn, jobs)`` in ``workers`` processes (default: the CPU count, at most 8); in this process when small.
+
+    The workers are forked: ``fn`` must not run torch ops (a child forked from a process whose torch thread
+    pool has run hangs at its first parallel op), so crops travel as numpy arrays."""
     workers = workers or min(os.cpu_count() or 1, 8)
-    jobs = [(u, scenes) for u in uris]
     if workers > 1 and len(jobs) >= 32:
         with ProcessPoolExecutor(workers) as ex:
-            return list(ex.map(_boxes_of, jobs, chunksize=16))
-    return [_boxes_of(j) for j in jobs]
+            return list(ex.map(fn, jobs, chunksize=16))
+    return [fn(j) for j in jobs]
 
 
-def crop_pairs(train: RSDataset, data: SynthRSOptions, scenes: ImageScenesConfig, to_uint8) -> CropPairs:
-    """The captioned crops of every image of ``train`` (a synthrs train split generated from ``data``)."""
-    from rsretrieval.data.synthrs import SynthRSConfig, scene_for
-    from rsretrieval.data.synthrs_crops import crop_caption, image_index
+def crop_boxes(uris: list[str], scenes: ImageScenesConfig, workers: int | None = None) -> list[list[Box]]:
+    """Crop boxes of every image (segmentation in ``workers`` processes; default: the CPU count, at most 8)."""
+    return _pool_map(_boxes_of, [(u, scenes) for u in uris], workers)
+
+
+def _image_crops(job: tuple) -> tuple[np.ndarray | None, list[str]]:
+    """One train image: its crops' uint8 pixels (k, 3, H, W) and captions. Runs in a worker process, so the
+    segmentation, the crop captions and the resizing of all images share the cores."""
+    from rsretrieval.data.synthrs import scene_for
+    from rsretrieval.data.synthrs_crops import crop_caption
+
+    uri, scenes, config, index, to_uint8 = job
+    boxes = _boxes_of((uri, scenes))
+    spec = scene_for(config, "train", index)
+    rng = np.random.default_rng([CAPTION_SEED, index])
+    with Image.open(uri) as im:
+        image = im.convert("RGB")
+    pixels = [np.asarray(to_uint8(image.crop(box))) for box in boxes]
+    captions = [crop_caption(spec, box, rng) for box in boxes]
+    return (np.stack(pixels) if pixels else None), captions
+
+
+def crop_pairs(train: RSDataset, data: SynthRSOptions, scenes: ImageScenesConfig, to_uint8,
+               workers: int | None = None) -> CropPairs:
+    """The captioned crops of every image of ``train`` (a synthrs train split generated from ``data``).
+
+    ``to_uint8``: PIL crop -> (3, H, W) uint8 array, without torch ops and picklable (worker processes run it)."""
+    from rsretrieval.data.synthrs import SynthRSConfig
+    from rsretrieval.data.synthrs_crops import image_index
 
     config = SynthRSConfig(seed=data.seed, n_train=data.n_train, n_val=data.n_val, n_test=data.n_test)
-    uris = train.images["uri"].to_pylist()
-    boxes = crop_boxes(uris, scenes)
-    pixels, owner, captions = [], [], []
-    for i, (iid, uri) in enumerate(zip(train.images["image_id"].to_pylist(), uris)):
+    jobs = []
+    for iid, uri in zip(train.images["image_id"].to_pylist(), train.images["uri"].to_pylist()):
         split, index = image_index(iid)
         if split != "train":
             raise ValueError(f"rs-tiny crop pairs come from train images only; got {iid}")
-        spec = scene_for(config, split, index)
-        rng = np.random.default_rng([CAPTION_SEED, index])
-        with Image.open(uri) as im:
-            image = im.convert("RGB")
-        for box in boxes[i]:
-            pixels.append(to_uint8(image.crop(box)))
-            owner.append(i)
-            captions.append(crop_caption(spec, box, rng))
-    stacked = torch.stack(pixels) if pixels else torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
+        jobs.append((uri, scenes, config, index, to_uint8))
+    pixels, owner, captions = [], [], []
+    for i, (crop_pixels, crop_captions) in enumerate(_pool_map(_image_crops, jobs, workers)):
+        if crop_pixels is not None:
+            pixels.append(torch.from_numpy(crop_pixels))
+            owner += [i] * len(crop_captions)
+            captions += crop_captions
+    stacked = torch.cat(pixels) if pixels else torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
     return CropPairs(stacked, np.asarray(owner, dtype=np.int64), captions)

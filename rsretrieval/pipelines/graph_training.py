@@ -43,6 +43,7 @@ from rsretrieval.graphs.tensors import embed_graphs
 from rsretrieval.pipelines.tracking import Tracker, metric_key
 from rsretrieval.training.graph_loop import GraphPairs, TrainData
 from rsretrieval.training.graph_model import GraphMatcher, save_matcher, training_gmn_config, vg2vg_init
+from rsretrieval.training.graph_stages import Stage
 
 log = logging.getLogger(__name__)
 VANILLA_ENCODER = GraphEncoderConfig(kind="vanilla")
@@ -91,41 +92,50 @@ class StageResult:
     cached: bool
 
 
-def fit_cached(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfig, gmn: GMNConfig,
-               label: str = "") -> StageResult:
-    """Train one stage with Ray Train, or load it from the cache (keyed by data + configs); ``label`` names
-    the stage on the console."""
-    from rsretrieval.pipelines.train_graphs import fit_graph_matcher
-
+def stage_key(cfg: BenchmarkConfig, data: TrainData, encoder: GraphEncoderConfig, gmn: GMNConfig) -> str:
+    """Hash of everything that determines a matcher's trained weights (its cache file name)."""
     tcfg = cfg.graph_matching.train
     key_src = {"v": KEY_VERSION, "data": data_fingerprint(data), "encoder": encoder.model_dump(), "gmn": gmn.model_dump(),
                "train": tcfg.model_dump(mode="json", exclude={"workers", "cpus_per_worker", "use_gpu", "max_failures",
                                                                "storage_path", "enabled", "variants", "split",
                                                                "val_split", "limit_images"})}
-    key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:20]
-    path = Path(cfg.cache_dir) / "graph_models" / f"{key}.pt"
-    node_dim, edge_dim = data.train.queries.node_dim, int(data.train.queries.edge_attr.shape[1])
-    model = GraphMatcher(encoder, gmn, node_dim, edge_dim, seed=tcfg.seed)
-    if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    return hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def fit_cached(cfg: BenchmarkConfig, stages: list[Stage]) -> list[StageResult]:
+    """Load every stage from the cache (``<cache_dir>/graph_models/<key>.pt``) or train the missing ones,
+    all in one Ray Train run; results in the order of ``stages``. Stage keys: :func:`stage_key`."""
+    from rsretrieval.pipelines.train_graphs import fit_graph_matchers
+
+    tcfg = cfg.graph_matching.train
+    folder = Path(cfg.cache_dir) / "graph_models"
+    states: dict[str, dict[str, Any]] = {}
+    for st in stages:
+        if (folder / f"{st.key}.pt").is_file():
+            states[st.key] = torch.load(folder / f"{st.key}.pt", map_location="cpu", weights_only=True)
+            log.info("graph training %s: cached (best val mR %.2f)", st.label or st.key, states[st.key]["best_mr"])
+    todo = list({st.key: st for st in stages if st.key not in states}.values())  # one run per distinct key
+    if todo:
+        run_name = "graphs-" + hashlib.sha256(" ".join(st.key for st in todo).encode()).hexdigest()[:20]
+        log.info("graph training: %d matchers in one Ray Train run (%s)", len(todo), run_name)
+        storage = tcfg.storage_path or Path(cfg.cache_dir) / "ray_train"
+        done, _, run_path = fit_graph_matchers(todo, tcfg, run_name, storage)
+        folder.mkdir(parents=True, exist_ok=True)
+        for st in todo:
+            tmp = folder / f".{st.key}.pt.tmp"
+            torch.save(done[st.key], tmp)
+            tmp.replace(folder / f"{st.key}.pt")
+            states[st.key] = done[st.key]
+        shutil.rmtree(run_path, ignore_errors=True)  # its per-epoch checkpoints: the cache files supersede them
+    out, trained = [], {st.key for st in todo}
+    for st in stages:
+        state = states[st.key]
+        node_dim, edge_dim = st.data.train.queries.node_dim, int(st.data.train.queries.edge_attr.shape[1])
+        model = GraphMatcher(st.encoder, st.gmn, node_dim, edge_dim, seed=tcfg.seed)
         model.load_state_dict(state["best_model"])
-        log.info("graph training %s: cached (best val mR %.2f)", label or key, state["best_mr"])
-        return StageResult(model.eval(), state, 0.0, True)
-    storage = tcfg.storage_path or Path(cfg.cache_dir) / "ray_train"
-    fit = fit_graph_matcher(data, tcfg, encoder, gmn, f"graph-{key}", storage)
-    keep = {k: fit.state[k] for k in ("best_model", "best_mr", "history", "epoch", "stopped")}
-    keep["best_epoch"], keep["lr"] = fit.state.get("best_epoch", 0), fit.state.get("lr")
-    keep["seconds"] = fit.seconds
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(keep, tmp)
-    tmp.replace(path)
-    shutil.rmtree(fit.run_path, ignore_errors=True)  # its per-epoch checkpoints: the cache file supersedes them
-    model.load_state_dict(keep["best_model"])
-    log.info("graph training %s: best val mR %.2f at epoch %s of %d (%d train / %d val queries, %.0f s)",
-             label or key, keep["best_mr"], keep["best_epoch"], keep["epoch"], len(data.train.query_image),
-             len(data.val.query_image), fit.seconds)
-    return StageResult(model.eval(), keep, fit.seconds, False)
+        cached = st.key not in trained
+        out.append(StageResult(model.eval(), state, 0.0 if cached else float(state.get("seconds", 0.0)), cached))
+    return out
 
 
 @dataclass
@@ -202,6 +212,8 @@ def train_g2g_models(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, sources: 
     out = prepare_training_graphs(cfg, full, dcfg)
     if out.train_graphs is None:
         return out
+    slots: list[tuple[str, str, str]] = []
+    stages: list[Stage] = []
     for source in sources if sources is not None else list(out.train_graphs.images):
         if source not in out.train_graphs.images or source not in out.val_graphs.images:
             out.notes.append(f"{dcfg.name}: no '{source}' image graphs of the train/val split; its GMN is not trained")
@@ -211,10 +223,13 @@ def train_g2g_models(cfg: BenchmarkConfig, full: RSDataset, dcfg: Any, sources: 
                              graph_pairs(out.val_graphs, out.val_ds, source, [variant], embedder))
             for emb in gm.embeddings:
                 encoder = VANILLA_ENCODER if emb == "vanilla" else gm.encoder
-                result = fit_cached(cfg, data, encoder, training_gmn_config(gm.gmn, False),
-                                    f"G2G {emb} ({source} graphs, {variant} captions)")
-                out.g2g[(source, emb, variant)] = result.model
-                out.record(tracker, source, emb, variant, "g2g", result)
+                gmn = training_gmn_config(gm.gmn, False)
+                slots.append((source, emb, variant))
+                stages.append(Stage(stage_key(cfg, data, encoder, gmn), data, encoder, gmn,
+                                    f"G2G {emb} ({source} graphs, {variant} captions)"))
+    for (source, emb, variant), result in zip(slots, fit_cached(cfg, stages)):
+        out.g2g[(source, emb, variant)] = result.model
+        out.record(tracker, source, emb, variant, "g2g", result)
     out.notes.append(f"{dcfg.name}: GMN and graph encoder trained with Ray Train on {tcfg.split} "
                      f"({out.train_ds.images.num_rows} images), one model per caption variant "
                      f"({', '.join(out.variants)}), each early-stopped on its own {tcfg.val_split} mR; "
@@ -226,6 +241,7 @@ def train_vg2vg_heads(cfg: BenchmarkConfig, models: GraphModels, backbone: str, 
                       embedder: Any, tracker: Tracker) -> None:
     """End-to-end VG2VG matchers of one backbone (encoder + VG2VG GMN, warm-started from the G2G matcher);
     ``vectors``: split -> (caption id -> row, caption vectors, image vectors)."""
+    slots, stages = [], []
     for (source, emb, variant), g2g in list(models.g2g.items()):
         pairs = {}
         for split, ds, graphs in (("train", models.train_ds, models.train_graphs), ("val", models.val_ds, models.val_graphs)):
@@ -234,8 +250,11 @@ def train_vg2vg_heads(cfg: BenchmarkConfig, models: GraphModels, backbone: str, 
             rows = [index[c] for c in caps["caption_id"].to_pylist()]
             pairs[split] = graph_pairs(graphs, ds, source, [variant], embedder, (cap_vec[rows], img_vec))
         data = TrainData(pairs["train"], pairs["val"], vg2vg_init(g2g))
-        result = fit_cached(cfg, data, g2g.encoder_cfg, g2g.gmn_cfg.model_copy(update={"use_global": True}),
-                            f"VG2VG {backbone} {emb} ({source} graphs, {variant} captions)")
+        gmn = g2g.gmn_cfg.model_copy(update={"use_global": True})
+        slots.append((source, emb, variant))
+        stages.append(Stage(stage_key(cfg, data, g2g.encoder_cfg, gmn), data, g2g.encoder_cfg, gmn,
+                            f"VG2VG {backbone} {emb} ({source} graphs, {variant} captions)"))
+    for (source, emb, variant), result in zip(slots, fit_cached(cfg, stages)):
         models.vg2vg[(source, emb, variant, backbone)] = result.model
         models.record(tracker, source, emb, variant, f"vg2vg-{backbone}", result)
 
