@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Iterable, TypeVar
 
 # libraries that attach their own console handlers or chat at INFO; their records go to the log file
 LIBRARY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "mlflow", "alembic", "open_clip",
@@ -29,6 +30,8 @@ FALSE_WARNINGS = ("No pretrained weights loaded for model", "Token authenticatio
 FILE_ONLY = ("rsretrieval.pipelines.cells", "py.warnings")
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MARK = "_rsretrieval_handler"
+_VERBOSE = [False]  # set by setup_logging: progress bars only on a quiet console
+T = TypeVar("T")
 
 
 class ConsoleFilter(logging.Filter):
@@ -78,6 +81,7 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> Path |
     file (if given) everything at INFO and above. Idempotent; returns the log file."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
+    _VERBOSE[0] = verbose
     for h in [h for h in root.handlers if _ours(h) or type(h) is logging.StreamHandler]:
         root.removeHandler(h)  # basicConfig's or an earlier call's
     console = logging.StreamHandler(sys.stdout)
@@ -89,6 +93,7 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> Path |
     if log_file is not None:
         log_file = Path(log_file)
         file = RunLogHandler(log_file)
+        file.setLevel(logging.INFO)  # Ray Data sets its own loggers to DEBUG
         file.setFormatter(logging.Formatter(FILE_FORMAT))
         setattr(file, _MARK, True)
         handlers.append(file)
@@ -116,6 +121,17 @@ def route_library_loggers() -> None:
             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
                 lib.removeHandler(h)
         lib.propagate = True
+
+
+def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
+    """A progress bar over ``iterable`` for long loops, when a person watches: on a terminal, under
+    :func:`setup_logging` without ``verbose``. The bar goes away when the loop ends (the stage's log line
+    stays), so it adds no line to a log or a captured console; anywhere else the iterable itself."""
+    if not (active() and not _VERBOSE[0] and sys.stderr.isatty()):
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
 def active() -> bool:

@@ -152,6 +152,11 @@ def test_real_minilm_offline_and_cached(tmp_path: Path) -> None:
     v2 = CachedTextEmbedder(counting, tmp_path).encode(texts)  # fresh instance, same cache dir
     assert len(counting.calls) == 1  # the model was called 0 times
     np.testing.assert_array_equal(v, v2)
+    rerun = load_text_embedder(NodeEmbedderConfig(device="cpu"), tmp_path)  # a warm rerun: every text cached
+    np.testing.assert_array_equal(rerun.encode(texts), v)
+    assert rerun.inner._model is None  # so the model was never loaded (seconds saved)
+    rerun.encode(["red car"])
+    assert rerun.inner._model is not None
 
 
 # --- tensors -------------------------------------------------------------------------------------

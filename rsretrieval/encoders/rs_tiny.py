@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from rsretrieval.config import ImageScenesConfig, RsTinyOptions
+from rsretrieval.console import progress
 from rsretrieval.data.schema import RSDataset
 from rsretrieval.encoders.text_trim import encode_text_trimmed
 
@@ -155,7 +156,8 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path,
     for epoch in range(options.epochs):
         # thesis 5.4.2: one random caption per image per epoch, so no batch holds two captions of one image
         chosen = np.array([per_image[i][rng.integers(len(per_image[i]))] for i in range(n)])
-        for full_idx, crop_rounds in _epoch_batches(rng, n, per_batch, rounds):
+        steps = _epoch_batches(rng, n, per_batch, rounds)
+        for full_idx, crop_rounds in progress(steps, f"rs-tiny epoch {epoch + 1}/{options.epochs}", len(steps), "step"):
             images, texts = [pixels[full_idx]], [tokens[chosen[full_idx]]]
             for owners in crop_rounds:  # one random crop of each of these images
                 rows = np.array([r[rng.integers(len(r))] for r in (crop_rows[o] for o in owners) if len(r)], dtype=np.int64)

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from rsretrieval.config import ImageScenesConfig, SynthRSOptions
+from rsretrieval.console import progress
 from rsretrieval.data.schema import RSDataset
 from rsretrieval.scenes.boxes import Box
 
@@ -62,7 +63,7 @@ def _boxes_of(args: tuple[str, ImageScenesConfig]) -> list[Box]:
     return out
 
 
-def _pool_map(fn, jobs: list, workers: int | None):
+def _pool_map(fn, jobs: list, workers: int | None, desc: str = ""):
     """``map(fn, jobs)`` in ``workers`` processes (default: the CPU count, at most 8); in this process when small.
 
     The workers are forked: ``fn`` must not run torch ops (a child forked from a process whose torch thread
@@ -70,8 +71,9 @@ def _pool_map(fn, jobs: list, workers: int | None):
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers > 1 and len(jobs) >= 32:
         with ProcessPoolExecutor(workers) as ex:
-            return list(ex.map(fn, jobs, chunksize=16))
-    return [fn(j) for j in jobs]
+            return list(progress(ex.map(fn, jobs, chunksize=16), desc, len(jobs), "image") if desc else
+                        ex.map(fn, jobs, chunksize=16))
+    return [fn(j) for j in (progress(jobs, desc, len(jobs), "image") if desc else jobs)]
 
 
 def crop_boxes(uris: list[str], scenes: ImageScenesConfig, workers: int | None = None) -> list[list[Box]]:
@@ -112,7 +114,7 @@ def crop_pairs(train: RSDataset, data: SynthRSOptions, scenes: ImageScenesConfig
             raise ValueError(f"rs-tiny crop pairs come from train images only; got {iid}")
         jobs.append((uri, scenes, config, index, to_uint8))
     pixels, owner, captions = [], [], []
-    for i, (crop_pixels, crop_captions) in enumerate(_pool_map(_image_crops, jobs, workers)):
+    for i, (crop_pixels, crop_captions) in enumerate(_pool_map(_image_crops, jobs, workers, "rs-tiny crops")):
         if crop_pixels is not None:
             pixels.append(torch.from_numpy(crop_pixels))
             owner += [i] * len(crop_captions)

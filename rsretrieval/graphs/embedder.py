@@ -18,7 +18,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -55,12 +55,26 @@ def _unique(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model; each distinct text of a call is encoded once."""
+    """A sentence-transformers model; each distinct text of a call is encoded once.
 
-    def __init__(self, model: Any, name: str, batch_size: int = 256) -> None:
-        self.model, self.name, self.batch_size = model, name, batch_size
-        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
+    With ``loader`` and ``dim`` instead of a model, the model loads at the first text to encode: a rerun
+    whose texts are all in the cache (:class:`CachedTextEmbedder`) never loads it."""
+
+    def __init__(self, model: Any, name: str, batch_size: int = 256, *, loader: Callable[[], Any] | None = None,
+                 dim: int | None = None) -> None:
+        if model is None and (loader is None or dim is None):
+            raise ValueError("give a model, or a loader and its dim")
+        self._model, self._loader, self.name, self.batch_size = model, loader, name, batch_size
+        self.dim = int(dim) if model is None else _model_dim(model)
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = self._loader()
+            if _model_dim(self._model) != self.dim:
+                raise ValueError(f"node embedder {self.name}: its folder declares {self.dim}-d vectors, "
+                                 f"the loaded model gives {_model_dim(self._model)}-d")
+        return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         uniq, index = _unique(texts)
@@ -69,6 +83,29 @@ class SentenceTransformerEmbedder:
         vecs = self.model.encode(uniq, batch_size=self.batch_size, convert_to_numpy=True,
                                  normalize_embeddings=True, show_progress_bar=False)
         return _normalise(vecs)[index]  # re-normalised in fp32: the model may run in half precision
+
+
+def _model_dim(model: Any) -> int:
+    get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get_dim())
+
+
+def declared_dim(path: Path) -> int | None:
+    """Output size of a sentence-transformers folder from its files, when they say it without loading:
+    Transformer + Pooling (+ Normalize) modules, the pooling config naming the width; else None."""
+    import json
+
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        pooling = next(m for m in modules if m["type"].endswith("Pooling"))
+        cfg = json.loads((path / pooling["path"] / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, StopIteration, TypeError, AttributeError):
+        return None
+    if set(kinds) - {"Transformer", "Pooling", "Normalize"}:
+        return None  # e.g. a Dense head changes the width
+    dim = cfg.get("word_embedding_dimension")
+    return int(dim) if isinstance(dim, int) else None
 
 
 def resolve_model_path(model: str) -> Path:
@@ -96,12 +133,21 @@ def _device(device: str) -> str:
 
 def load_text_embedder(cfg: "NodeEmbedderConfig", cache_dir: str | Path | None = None) -> TextEmbedder:
     """The configured sentence-transformers embedder, offline; wrapped in a cache when ``cache_dir`` is set."""
-    st = lazy_import("sentence_transformers")
+    import importlib.util
+
+    if importlib.util.find_spec("sentence_transformers") is None:
+        lazy_import("sentence_transformers")  # raises the error naming the pip extra
     path = resolve_model_path(cfg.model)
-    model = st.SentenceTransformer(str(path), device=_device(cfg.device), local_files_only=True)
+
+    def load() -> Any:  # the import alone takes seconds: only when a text is not in the cache
+        st = lazy_import("sentence_transformers")
+        return st.SentenceTransformer(str(path), device=_device(cfg.device), local_files_only=True)
+
     # the default keeps its short name; a folder is named by its absolute path so two folders never share a cache
     name = DEFAULT_MODEL if cfg.model in _DEFAULT_ALIASES else str(path.resolve())
-    embedder: TextEmbedder = SentenceTransformerEmbedder(model, name, cfg.batch_size)
+    dim = declared_dim(path)
+    embedder: TextEmbedder = (SentenceTransformerEmbedder(None, name, cfg.batch_size, loader=load, dim=dim)
+                              if dim is not None else SentenceTransformerEmbedder(load(), name, cfg.batch_size))
     return CachedTextEmbedder(embedder, cache_dir) if cache_dir is not None else embedder
 
 
