@@ -29,7 +29,7 @@ def test_v2v_query_scores_equal_the_benchmark_embeddings(indexed) -> None:
     dcfg = cfg.datasets[0]
     ds = evaluation_split(load_dataset(dcfg, cfg.cache_dir), dcfg)
     caps = ds.captions.filter(pc.equal(ds.captions["variant"], "fine_grained")).slice(0, 3)
-    rows, cap_vec, img_vec = split_vectors(cfg, cfg.backbones[0], ds)  # what the benchmark scores with
+    rows, cap_vec, img_vec = split_vectors(cfg, cfg.backbones[0], {"test": ds})["test"]  # what the benchmark scores with
     texts = caps["text"].to_pylist()
     got = query_scores(index, cfg, texts, "v2v")
     want = cap_vec[[rows[c] for c in caps["caption_id"].to_pylist()]] @ img_vec.T

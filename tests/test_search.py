@@ -172,15 +172,15 @@ def test_bench_scale_runs_and_reports_ratios(tmp_path, capsys) -> None:
 def test_store_from_embedding_parquet(tmp_path) -> None:
     import pyarrow.parquet as pq
 
-    from rsretrieval.pipelines.embed import _vectors_table, read_embeddings
+    from rsretrieval.pipelines.embed import vectors_table, read_embeddings
     from rsretrieval.search.store import store_from_embeddings
 
     rng = np.random.default_rng(5)
     vecs = rng.normal(size=(250, 6)).astype(np.float32)
     ids = [f"i{k}" for k in range(250)]
     (tmp_path / "emb").mkdir()
-    pq.write_table(_vectors_table(ids[:100], vecs[:100]), tmp_path / "emb" / "a.parquet", row_group_size=30)
-    pq.write_table(_vectors_table(ids[100:], vecs[100:]), tmp_path / "emb" / "b.parquet", row_group_size=64)
+    pq.write_table(vectors_table(ids[:100], vecs[:100]), tmp_path / "emb" / "a.parquet", row_group_size=30)
+    pq.write_table(vectors_table(ids[100:], vecs[100:]), tmp_path / "emb" / "b.parquet", row_group_size=64)
     store = store_from_embeddings(tmp_path / "emb", tmp_path / "store")
     want = ["i7", "i249", "i100"]
     got = store.sets(store.lookup(want)).vectors.numpy()

@@ -28,7 +28,7 @@ from rsretrieval.pipelines.benchmark_scenes import DatasetScenes, prepare_scenes
 from rsretrieval.pipelines.cells import record_cell
 from rsretrieval.pipelines.checkpoints import resolve_checkpoint
 from rsretrieval.pipelines.costs import add_generation, record_cached_stage, write_cost_tables
-from rsretrieval.pipelines.embed import embed_table, read_embeddings
+from rsretrieval.pipelines.embed import read_embeddings
 from rsretrieval.pipelines.preflight import preflight
 from rsretrieval.pipelines.provenance import HashCache, build_record, run_checkpoints, write_provenance
 from rsretrieval.pipelines.tracking import Tracker, mlflow_run
@@ -135,32 +135,31 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
     Also returns variant -> its global vectors for the graph modes (``FullVectors`` in memory, or on
     the two-stage path ``StoredVectors`` with the V2V shortlist)."""
     from rsretrieval.matching.late_interaction import LateInteractionScorer, PackedVectors
-    from rsretrieval.pipelines.scenes import embed_image_scenes, embed_text_scenes, read_packed
+    from rsretrieval.pipelines.embed_many import EmbedRequest, embed_tables
+    from rsretrieval.pipelines.scenes import SceneCropEmbedStage, read_packed, scene_crop_table, text_scene_table
 
     checkpoint = resolve_checkpoint(bcfg, cfg)
     t0 = time.perf_counter()
-
-    def embed(stage: str, items: int, call: Any) -> tuple[Path, bool]:
-        t = time.perf_counter()
-        path, cached = call()
-        record_cached_stage(ledger, ds.name, stage, bcfg.name, items, path, cached, time.perf_counter() - t)
-        return path, cached
-
     n_caps = ds.captions.num_rows
-    img_dir, img_cached = embed("embed:images", ds.images.num_rows, lambda: embed_table(
-        "images", ds.images, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
-    cap_dir, cap_cached = embed("embed:captions", n_caps, lambda: embed_table(
-        "captions", ds.captions, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
+    # (ledger stage, items it serves, request): all in one Ray Data pass
+    wanted = [("embed:images", ds.images.num_rows, EmbedRequest("images", ds.images)),
+              ("embed:captions", n_caps, EmbedRequest("captions", ds.captions))]
+    wanted += [(f"embed:crops:{scenes.crop_names[m]}", ds.images.num_rows,
+                EmbedRequest(f"image_scenes-{m}", scene_crop_table(ds.images, table), SceneCropEmbedStage))
+               for m, table in scenes.image.items()]
+    if scenes.text is not None:  # items = captions: the stage is charged to a cell per query, not per scene
+        wanted.append(("embed:text_scenes", n_caps, EmbedRequest("text_scenes", text_scene_table(scenes.text))))
+    done = embed_tables([w[2] for w in wanted], bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
+    for (stage, items, _), (path, cached) in zip(wanted, done):
+        record_cached_stage(ledger, ds.name, stage, bcfg.name, items, path, cached, time.perf_counter() - t0)
+    (img_dir, img_cached), (cap_dir, cap_cached) = done[0], done[1]
     crop_dirs: dict[str, Path] = {}
-    for method, table in scenes.image.items():
-        crop_dirs[method], cached = embed(f"embed:crops:{scenes.crop_names[method]}", ds.images.num_rows, lambda: embed_image_scenes(
-            ds.images, table, method, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
+    for m, (path, cached) in zip(scenes.image, done[2:2 + len(scenes.image)]):
+        crop_dirs[m] = path
         img_cached &= cached
     txt_dir = None
     if scenes.text is not None:
-        # items = captions: the stage is charged to a cell per query, not per scene
-        txt_dir, cached = embed("embed:text_scenes", n_caps, lambda: embed_text_scenes(
-            scenes.text, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir))
+        txt_dir, cached = done[-1]
         cap_cached &= cached
     embed_seconds = time.perf_counter() - t0
     base_notes = (["synthetic data"] if synthetic else []) + (["embedded rs-tiny"] if bcfg.name == "rs-tiny" else [])
@@ -216,14 +215,22 @@ def _run_backbone(cfg: BenchmarkConfig, ds: RSDataset, scenes: DatasetScenes, bc
     return rows, vectors
 
 
-def split_vectors(cfg: BenchmarkConfig, bcfg: BackboneConfig, ds: RSDataset) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
-    """(caption id -> row, unit caption vectors, unit image vectors) of a split (cached embeddings)."""
-    checkpoint = resolve_checkpoint(bcfg, cfg)
-    img_dir, _ = embed_table("images", ds.images, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
-    cap_dir, _ = embed_table("captions", ds.captions, bcfg.name, checkpoint, cfg.embed, cfg.cache_dir)
-    cap_ids = ds.captions["caption_id"].to_pylist()
-    return ({c: i for i, c in enumerate(cap_ids)}, unit_rows(read_embeddings(cap_dir, cap_ids)),
-            unit_rows(read_embeddings(img_dir, ds.images["image_id"].to_pylist())))
+def split_vectors(cfg: BenchmarkConfig, bcfg: BackboneConfig, splits: dict[str, RSDataset]
+                  ) -> dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]]:
+    """Per split: (caption id -> row, unit caption vectors, unit image vectors); all splits embedded in one pass."""
+    from rsretrieval.pipelines.embed_many import EmbedRequest, embed_tables
+
+    names = list(splits)
+    requests = [EmbedRequest(kind, getattr(splits[n], kind), label=f"{n} {kind}") for n in names
+                for kind in ("images", "captions")]
+    done = embed_tables(requests, bcfg.name, resolve_checkpoint(bcfg, cfg), cfg.embed, cfg.cache_dir)
+    out = {}
+    for k, n in enumerate(names):
+        (img_dir, _), (cap_dir, _) = done[2 * k], done[2 * k + 1]
+        cap_ids = splits[n].captions["caption_id"].to_pylist()
+        out[n] = ({c: i for i, c in enumerate(cap_ids)}, unit_rows(read_embeddings(cap_dir, cap_ids)),
+                  unit_rows(read_embeddings(img_dir, splits[n].images["image_id"].to_pylist())))
+    return out
 
 
 def write_training_summary(rows: list[dict[str, Any]], run_dir: Path, tracker: Tracker) -> str:
@@ -331,8 +338,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
                     if scoring.models is not None and scoring.models.g2g:
                         from rsretrieval.pipelines.graph_training import train_vg2vg_heads
 
-                        split_vecs = {s: split_vectors(cfg, bcfg, d) for s, d in
-                                      (("train", scoring.models.train_ds), ("val", scoring.models.val_ds))}
+                        split_vecs = split_vectors(cfg, bcfg, {"train": scoring.models.train_ds,
+                                                               "val": scoring.models.val_ds})
                         train_vg2vg_heads(cfg, scoring.models, bcfg.name, split_vecs, scoring.embedder, tracker)
                     rows += graph_cells(cfg, ds, graphs, scoring, bcfg.name, vectors, tracker, per_query_dir, synthetic,
                                         ledger)

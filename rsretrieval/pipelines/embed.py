@@ -73,7 +73,7 @@ def _presliced_dataset(table: pa.Table, n: int):
         DatasetStats(metadata={"FromArrow": meta}, parent=None))
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
@@ -81,13 +81,13 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _vectors_table(ids: list[str], vectors: np.ndarray) -> pa.Table:
+def vectors_table(ids: list[str], vectors: np.ndarray) -> pa.Table:
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
     return pa.table({"owner_id": pa.array(ids, pa.string()),
                      "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])})
 
 
-class _EmbedStage:
+class EmbedStage:
     """Shared actor set-up: load the backbone once per actor."""
 
     def __init__(self, backbone_name: str, checkpoint: str | None, device: str = "auto",
@@ -100,19 +100,32 @@ class _EmbedStage:
         # Ray starts workers with OMP_NUM_THREADS=1; a CPU actor that is one of `concurrency` on this
         # node may use its share of the cores instead (explicit torch_threads wins)
         torch.set_num_threads(torch_threads or max(1, (os.cpu_count() or 1) // max(1, concurrency)))
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.backbone = load_backbone(get_backbone_spec(backbone_name),
                                       Path(checkpoint) if checkpoint else None, device=self.device)
+        self._setup()
+
+    def _setup(self) -> None:
+        """Per-instance state besides the backbone (subclasses)."""
+
+    @classmethod
+    def sharing(cls, other: "EmbedStage") -> "EmbedStage":
+        """An instance of this stage using ``other``'s loaded backbone (several tables in one actor)."""
+        stage = cls.__new__(cls)
+        stage.device, stage.backbone = other.device, other.backbone
+        stage._setup()
+        return stage
 
 
-class ImageEmbedStage(_EmbedStage):
+class ImageEmbedStage(EmbedStage):
     """``map_batches`` callable: columns image_id, uri -> owner_id, vector."""
 
     input_columns = ("image_id", "uri")
 
-    def __init__(self, *args: Any, decode_threads: int = 4, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pool = ThreadPoolExecutor(decode_threads)
+    decode_threads = 4
+
+    def _setup(self) -> None:
+        self.pool = ThreadPoolExecutor(self.decode_threads)
 
     def _load(self, uri: str):
         from rsretrieval.data.quarantine import open_rgb
@@ -127,10 +140,10 @@ class ImageEmbedStage(_EmbedStage):
 
         pixels = torch.stack(list(self.pool.map(self._load, [str(u) for u in batch["uri"]])))
         vectors = encode_images(self.backbone, pixels)
-        return _vectors_table([str(i) for i in batch["image_id"]], vectors)
+        return vectors_table([str(i) for i in batch["image_id"]], vectors)
 
 
-class TextEmbedStage(_EmbedStage):
+class TextEmbedStage(EmbedStage):
     """``map_batches`` callable: columns caption_id, text -> owner_id, vector."""
 
     input_columns = ("caption_id", "text")
@@ -139,7 +152,7 @@ class TextEmbedStage(_EmbedStage):
         from rsretrieval.encoders.loader import encode_texts
 
         vectors = encode_texts(self.backbone, [str(t) for t in batch["text"]])
-        return _vectors_table([str(i) for i in batch["caption_id"]], vectors)
+        return vectors_table([str(i) for i in batch["caption_id"]], vectors)
 
 
 def file_digest(path: Path) -> str:
@@ -221,7 +234,7 @@ def read_embeddings(path: Path, ids: list[str]) -> np.ndarray:
     return vectors[[index[i] for i in ids]].astype(np.float32, copy=False)
 
 
-def _pool_size(cfg: EmbedConfig) -> int:
+def pool_size(cfg: EmbedConfig) -> int:
     """CPU actors (1 CPU each) that leave a CPU for Ray Data's read/write tasks: a pool holding every CPU
     of the cluster would wait forever for its own writer."""
     import ray
@@ -237,7 +250,7 @@ def _pool_size(cfg: EmbedConfig) -> int:
 
 
 def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path | None,
-                cfg: EmbedConfig, cache_dir: Path, stage: type[_EmbedStage] | None = None) -> tuple[Path, bool]:
+                cfg: EmbedConfig, cache_dir: Path, stage: type[EmbedStage] | None = None) -> tuple[Path, bool]:
     """Embed ``table`` with Ray Data: the columns of ``stage.input_columns`` (images: image_id, uri;
     captions and text scenes: caption_id, text; ``stage`` given for other kinds).
 
@@ -256,7 +269,7 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
     tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     t0 = time.perf_counter()
     spill_before = spill_stats()
-    size = _pool_size(cfg)
+    size = pool_size(cfg)
     ds = dataset_from_table(table.select(list(stage.input_columns)), cfg.batch_size, size)
     ds = ds.map_batches(
         stage,

@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 
 from rsretrieval.config import CropMethod, EmbedConfig, ImageScenesConfig, TextScenesConfig
 from rsretrieval.matching.late_interaction import PackedVectors
-from rsretrieval.pipelines.embed import _EmbedStage, dataset_from_table, _resolve_device, _vectors_table, embed_table, read_embeddings, record_seconds
+from rsretrieval.pipelines.embed import (EmbedStage, dataset_from_table, embed_table, read_embeddings, record_seconds,
+                                         resolve_device, vectors_table)
 from rsretrieval.scenes.image_scenes import IMAGE_SCENES_SCHEMA, crop_key, image_scene_boxes, scene_id, scenes_rows
 from rsretrieval.scenes.text_scenes import make_text_scene_generator, text_scenes_table
 
@@ -46,7 +47,7 @@ class SceneBoxStage:
         if method == "regions":
             from rsretrieval.scenes.segmenters import make_segmenter
 
-            self.segmenter = make_segmenter(self.cfg.regions, _resolve_device(self.cfg.device))
+            self.segmenter = make_segmenter(self.cfg.regions, resolve_device(self.cfg.device))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         from PIL import Image
@@ -111,7 +112,7 @@ def image_scenes(images: pa.Table, method: CropMethod, cfg: ImageScenesConfig, c
     return table
 
 
-class SceneCropEmbedStage(_EmbedStage):
+class SceneCropEmbedStage(EmbedStage):
     """``map_batches`` callable: scene_id, uri, x0, y0, x1, y1 -> owner_id (= scene_id), vector."""
 
     input_columns = ("scene_id", "uri", "x0", "y0", "x1", "y1")
@@ -130,7 +131,7 @@ class SceneCropEmbedStage(_EmbedStage):
                 opened[uri] = open_rgb(uri, "scene crop embedding")
             pixels.append(self.backbone.preprocess(opened[uri].crop(tuple(int(v) for v in box))))
         vectors = encode_images(self.backbone, torch.stack(pixels))
-        return _vectors_table([str(i) for i in batch["scene_id"]], vectors)
+        return vectors_table([str(i) for i in batch["scene_id"]], vectors)
 
 
 def scene_crop_table(images: pa.Table, scenes: pa.Table) -> pa.Table:
@@ -180,11 +181,15 @@ def embed_image_scenes(images: pa.Table, scenes: pa.Table, method: CropMethod, b
                        cfg, cache_dir, stage=SceneCropEmbedStage)
 
 
+def text_scene_table(scenes: pa.Table) -> pa.Table:
+    """text_scenes rows as TextEmbedStage reads them: caption_id (= the scene id), text."""
+    ids = [scene_id(c, s) for c, s in zip(scenes["caption_id"].to_pylist(), scenes["scene_idx"].to_pylist())]
+    return pa.table({"caption_id": ids, "text": scenes["text"]})
+
+
 def embed_text_scenes(scenes: pa.Table, backbone: str, checkpoint: Path | None, cfg: EmbedConfig,
                       cache_dir: Path) -> tuple[Path, bool]:
-    ids = [scene_id(c, s) for c, s in zip(scenes["caption_id"].to_pylist(), scenes["scene_idx"].to_pylist())]
-    table = pa.table({"caption_id": ids, "text": scenes["text"]})  # TextEmbedStage's columns
-    return embed_table("text_scenes", table, backbone, checkpoint, cfg, cache_dir)
+    return embed_table("text_scenes", text_scene_table(scenes), backbone, checkpoint, cfg, cache_dir)
 
 
 def read_packed(path: Path, owner_ids: list[str], scenes: pa.Table, owner_column: str) -> PackedVectors:

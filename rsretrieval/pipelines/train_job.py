@@ -51,7 +51,7 @@ def run_training(cfg: BenchmarkConfig, sources: list[str] | None = None, vg2vg: 
         models = train_g2g_models(cfg, full, dcfg, sources, embedder, tracker)
         if vg2vg and models.g2g:
             for bcfg in cfg.backbones:
-                vecs = {s: split_vectors(cfg, bcfg, d) for s, d in (("train", models.train_ds), ("val", models.val_ds))}
+                vecs = split_vectors(cfg, bcfg, {"train": models.train_ds, "val": models.val_ds})
                 train_vg2vg_heads(cfg, models, bcfg.name, vecs, embedder, tracker)
         paths = write_model_files(models, run_dir, tracker)
         if models.summary:
