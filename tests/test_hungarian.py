@@ -69,10 +69,20 @@ def test_full_matrix_equals_per_pair_loop_in_process(normalise: str) -> None:
 def test_process_pool_matches_in_process_full_and_shortlist() -> None:
     qs, ds, qp, dp = _random_case(2)
     want = np.array([[hungarian_pair(q, d) for d in ds] for q in qs])
-    pooled = _scorer(workers=2, block_bytes=4096, pairs_per_task=50)
+    pooled = _scorer(workers=2, block_bytes=4096, pairs_per_task=50, pool_min_pairs=0)
     np.testing.assert_allclose(pooled.score(qp, dp), want, atol=1e-5)
     pairs = np.random.default_rng(3).integers(0, [37, 29], (300, 2))
     np.testing.assert_allclose(pooled.score(qp, dp, shortlist=pairs), want[pairs[:, 0], pairs[:, 1]], atol=1e-5)
+    assert pooled.last_stats["workers"] == 2
+
+
+def test_small_problems_stay_in_process() -> None:
+    """Below pool_min_pairs the spawn pool (seconds to start) is not worth it: same scores, no pool."""
+    _, _, qp, dp = _random_case(2)
+    scorer = _scorer(workers=2)
+    got = scorer.score(qp, dp)
+    assert scorer.last_stats["workers"] == 1
+    np.testing.assert_allclose(got, _scorer(workers=1).score(qp, dp), atol=1e-7)
 
 
 def test_shortlist_equals_full_matrix_entries() -> None:

@@ -98,7 +98,7 @@ def bench(n_queries: int = 5345, n_images: int = 1069, q_nodes: float = 20, d_no
         "ours_workers_1": _summary(st1, n_pairs, loop_s),
     }
     if all_workers > 1:
-        pooled = HungarianScorer(cfg.model_copy(update={"workers": all_workers}))
+        pooled = HungarianScorer(cfg.model_copy(update={"workers": all_workers}), pool_min_pairs=0)  # always the pool
         tiny = PackedVectors.from_lists(qs[:1]), PackedVectors.from_lists(ds[:1])
         startup = _timed(pooled, *tiny)[1]["wall_s"]  # spawn + imports + sending the documents, ~no work
         full_w, stw = _timed(pooled, qp, dp)
