@@ -101,7 +101,11 @@ def _train_fn(config: dict[str, Any]) -> None:
 
     ctx = ray.train.get_context()
     torch.set_num_threads(max(1, int(config["threads"])))
-    stages = [Stage(s["key"], ray.get(s["data"]), GraphEncoderConfig(**s["encoder"]), GMNConfig(**s["gmn"]), s["label"])
+    data: dict[Any, TrainData] = {}  # one deserialised copy per object (stages share data)
+    for s in config["stages"]:
+        if s["data"] not in data:
+            data[s["data"]] = ray.get(s["data"])
+    stages = [Stage(s["key"], data[s["data"]], GraphEncoderConfig(**s["encoder"]), GMNConfig(**s["gmn"]), s["label"])
               for s in config["stages"]]
     reporter = CheckpointReporter(ray.train, ctx.get_world_rank(), ctx.get_world_size())
     queue = config.get("progress") if reporter.rank == 0 else None
@@ -204,7 +208,11 @@ def fit_graph_matchers(stages: list[Stage], cfg: GraphTrainingConfig, run_name: 
         return done, time.perf_counter() - t0, reporter.run_dir
     cpus = cfg.cpus_per_worker or max(1.0, float(int(ray.cluster_resources().get("CPU", 1) // cfg.workers)))
     progress = _ProgressPrinter()
-    config = {"stages": [{"key": s.key, "data": ray.put(s.data), "encoder": s.encoder.model_dump(),
+    refs: dict[int, Any] = {}  # vanilla and trained matchers share their data: one copy in the object store
+    for s in stages:
+        if id(s.data) not in refs:
+            refs[id(s.data)] = ray.put(s.data)
+    config = {"stages": [{"key": s.key, "data": refs[id(s.data)], "encoder": s.encoder.model_dump(),
                           "gmn": s.gmn.model_dump(), "label": s.label} for s in stages],
               "train": cfg.model_dump(mode="json"), "threads": cpus, "progress": progress.queue}
     fail_at = fail_at_epoch if fail_at_epoch is not None else os.environ.get(FAULT_ENV)
