@@ -189,7 +189,7 @@ def generate_main(argv: list[str] | None = None) -> Any:
     """Entry point of ``rayjobs/generate.py``."""
     import pandas as pd
 
-    from rsretrieval.pipelines.benchmark import init_ray
+    from rsretrieval.pipelines.ray_session import init_ray
     from rsretrieval.pipelines.generate_job import generate
     from rsretrieval.pipelines.tracking import mlflow_run, metric_key
 

@@ -94,7 +94,7 @@ def test_a_dead_last_started_head_is_not_waited_for() -> None:
     benchmark says so and starts a local instance instead."""
     code = ("import logging, ray\n"
             "logging.basicConfig(level=logging.INFO)\n"
-            "import rsretrieval.pipelines.benchmark as b\n"
+            "import rsretrieval.pipelines.ray_session as b\n"
             "from rsretrieval.config import RayConfig\n"
             "b._last_started_cluster = lambda: '127.0.0.1:1'\n"
             "b.init_ray(RayConfig(num_cpus=1))\n"

@@ -34,7 +34,7 @@ def run_analysis(cfg: BenchmarkConfig) -> AnalysisResult:
     from rsretrieval.data.registry import evaluation_split, load_dataset
     from rsretrieval.evaluation.tables import markdown_table
     from rsretrieval.graphs.embedder import CachedTextEmbedder, load_text_embedder
-    from rsretrieval.pipelines.benchmark import init_ray
+    from rsretrieval.pipelines.ray_session import init_ray
     from rsretrieval.pipelines.checkpoints import resolve_checkpoint
     from rsretrieval.pipelines.embed import embed_table, read_embeddings
     from rsretrieval.pipelines.tracking import metric_key, mlflow_run

@@ -18,7 +18,7 @@ from rsretrieval.config import BenchmarkConfig
 
 def bench(cfg: BenchmarkConfig, epochs: int = 2, workers: tuple[int, ...] = (0, 1, 2), source: str | None = None,
           synthetic_images: int | None = None) -> dict[str, Any]:
-    from rsretrieval.pipelines.benchmark import init_ray
+    from rsretrieval.pipelines.ray_session import init_ray
     from rsretrieval.pipelines.sweep import sweep_data
     from rsretrieval.pipelines.train_graphs import fit_graph_matcher
     from rsretrieval.training.graph_loop import TrainData

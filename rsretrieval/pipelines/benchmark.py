@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pyarrow.compute as pc
 import yaml
 
-from rsretrieval.config import GRAPH_MODES, SCENE_IMAGE_MODES, SCENE_TEXT_MODES, BackboneConfig, BenchmarkConfig, RayConfig
+from rsretrieval.config import GRAPH_MODES, SCENE_IMAGE_MODES, SCENE_TEXT_MODES, BackboneConfig, BenchmarkConfig
 from rsretrieval.data.registry import duplicate_summary, evaluation_split, load_dataset
 from rsretrieval.data.schema import RSDataset
 from rsretrieval.evaluation.retrieval import evaluate_cell, gold_indices
@@ -31,6 +30,7 @@ from rsretrieval.pipelines.costs import add_generation, record_cached_stage, wri
 from rsretrieval.pipelines.embed import read_embeddings
 from rsretrieval.pipelines.preflight import preflight
 from rsretrieval.pipelines.provenance import HashCache, build_record, run_checkpoints, write_provenance
+from rsretrieval.pipelines.ray_session import init_ray
 from rsretrieval.pipelines.tracking import Tracker, mlflow_run
 from rsretrieval.search.topk import unit_rows
 from rsretrieval.pipelines.trust import add_trust_columns, trust_metrics
@@ -52,66 +52,6 @@ class BenchmarkResult:
     mlflow_run_id: str | None
     seconds: float
     findings: Any = None  # DataFrame of findings.csv: does each thesis claim hold in this run?
-
-
-def init_ray(cfg: RayConfig) -> None:
-    """Connect to the configured cluster / $RAY_ADDRESS / the live cluster of the last ``ray start`` on
-    this machine, saying which; or start a local instance. A cluster that cannot be reached is an error
-    within seconds (Ray itself would wait for it forever)."""
-    import ray
-
-    from rsretrieval.pipelines.preflight import ConfigError
-
-    if ray.is_initialized():
-        return
-    from rsretrieval import console
-
-    # worker output stays in Ray's session logs unless asked for; with our logging set up, Ray must not
-    # put its own console handler back
-    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": cfg.log_to_driver,
-                              "configure_logging": not console.active()}
-    address, source = (cfg.address, "ray.address") if cfg.address else (os.environ.get("RAY_ADDRESS"), "$RAY_ADDRESS")
-    if not address:
-        last = _last_started_cluster()
-        if last and _reachable(last):
-            address, source = last, "the running cluster of the last `ray start` on this machine"
-        elif last:
-            log.warning("the cluster of the last `ray start` on this machine (%s) is gone; starting a local Ray "
-                        "instance instead", last)
-    if address:
-        if address not in ("auto", "local") and "://" not in address and not _reachable(address):
-            raise ConfigError(f"Ray cluster {address} ({source}) cannot be reached: start it (`ray start --head`), "
-                              "fix the address, or unset it to run on a local Ray instance")
-        log.info("Ray: attaching to %s (%s)", address, source)
-        ray.init(address=address, **kwargs)
-    else:
-        log.info("Ray: starting a local instance (%s CPUs)", cfg.num_cpus or "all")
-        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, **kwargs)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    if console.active():
-        console.route_library_loggers()  # ray.data configures its console handler on import
-
-
-def _last_started_cluster() -> str | None:
-    """The GCS address Ray's ``ray.init()`` would follow (written by the last ``ray start``), if any."""
-    try:
-        from ray._private.services import find_bootstrap_address
-
-        return find_bootstrap_address(None)
-    except Exception:  # a private Ray API: without it, behave as Ray does
-        return None
-
-
-def _reachable(address: str, timeout_s: float = 3.0) -> bool:
-    """A TCP connection to ``host:port`` opens within ``timeout_s``."""
-    import socket
-
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout_s).close()
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 def _scoring_device(name: str) -> str:
@@ -258,7 +198,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     per_query_dir = run_dir / "per_query"
     per_query_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    init_ray(cfg.ray)
+    init_ray(cfg.ray, lazy_local=True)  # a local instance starts when a stage first needs Ray
     rows: list[dict[str, Any]] = []
     footnotes: list[str] = []
     generation: list[dict[str, Any]] = []  # accounting rows of every generation step

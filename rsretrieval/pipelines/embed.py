@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rsretrieval.config import EmbedConfig
+from rsretrieval.pipelines.ray_session import ensure_ray
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,7 @@ def pool_size(cfg: EmbedConfig) -> int:
     of the cluster would wait forever for its own writer."""
     import ray
 
+    ensure_ray()
     if cfg.num_gpus_per_actor or cfg.concurrency <= 1:
         return cfg.concurrency
     cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -266,6 +268,7 @@ def embed_table(kind: str, table: pa.Table, backbone_name: str, checkpoint: Path
     if (final / "_SUCCESS").exists():
         log.info("embeddings %s: cached at %s", kind, final)
         return final, True
+    ensure_ray()
     tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     t0 = time.perf_counter()
     spill_before = spill_stats()

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from rsretrieval.config import EmbedConfig
 from rsretrieval.pipelines.embed import (ImageEmbedStage, TextEmbedStage, EmbedStage, pool_size, dataset_from_table,
                                          embed_table, embedding_key)
+from rsretrieval.pipelines.ray_session import ensure_ray
 
 log = logging.getLogger(__name__)
 REQUEST = "_request"  # the column naming a row's table
@@ -90,6 +91,7 @@ def embed_tables(requests: list[EmbedRequest], backbone_name: str, checkpoint: P
                 if j == i else (f, True) for j, (r, f) in enumerate(zip(requests, finals))]
     if not todo:
         return [(f, True) for f in finals]
+    ensure_ray()
     t0 = time.perf_counter()
     union = pa.concat_tables(
         [requests[i].table.select(list(requests[i].stage_cls.input_columns))

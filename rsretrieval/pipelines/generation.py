@@ -28,6 +28,7 @@ from rsretrieval.generation.gemini import GeminiGenerator, GenerationInput, api_
 from rsretrieval.generation.store import GenerationRecord, ResponseStore, record_key
 from rsretrieval.generation.tasks import get_task
 from rsretrieval.pipelines.embed import dataset_from_table
+from rsretrieval.pipelines.ray_session import ensure_ray
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ def run_generation(task_name: str, inputs: pa.Table, cfg: GenerationConfig, stor
     # the key is read from the driver's environment (fail fast, before any Ray work) and handed to
     # the actors, which on a cluster do not see the driver's environment
     api_key = SecretStr(api_key_from_env())  # shown as '**********' if Ray ever prints the actor's arguments
+    ensure_ray()
     pacer = pacer_actor(cfg)  # held for the whole run: an unreferenced actor would be collected
     cols = {c: inputs[c] if c in inputs.column_names else pa.nulls(inputs.num_rows, pa.string()) for c in INPUT_COLUMNS}
     ds = dataset_from_table(pa.table(cols), cfg.batch_size, cfg.actors).map_batches(

@@ -52,7 +52,7 @@ def build_index(cfg: BenchmarkConfig, dataset: str | None = None, backbone: str 
     from rsretrieval.data.registry import evaluation_split, load_dataset
     from rsretrieval.encoders.loader import load_backbone
     from rsretrieval.encoders.registry import get_backbone_spec
-    from rsretrieval.pipelines.benchmark import init_ray
+    from rsretrieval.pipelines.ray_session import init_ray
     from rsretrieval.pipelines.checkpoints import resolve_checkpoint
     from rsretrieval.pipelines.embed import embed_table, read_embeddings
     from rsretrieval.pipelines.scenes import embed_image_scenes, image_scenes, read_packed

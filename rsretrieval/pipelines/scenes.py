@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from rsretrieval.config import CropMethod, EmbedConfig, ImageScenesConfig, TextScenesConfig
 from rsretrieval.matching.late_interaction import PackedVectors
+from rsretrieval.pipelines.ray_session import ensure_ray
 from rsretrieval.pipelines.embed import (EmbedStage, dataset_from_table, embed_table, read_embeddings, record_seconds,
                                          resolve_device, vectors_table)
 from rsretrieval.scenes.image_scenes import IMAGE_SCENES_SCHEMA, crop_key, image_scene_boxes, scene_id, scenes_rows
@@ -91,6 +92,7 @@ def image_scenes(images: pa.Table, method: CropMethod, cfg: ImageScenesConfig, c
     if path.exists():
         log.info("image scenes %s: cached at %s", method, path)
         return pq.read_table(path)
+    ensure_ray()
     t0 = time.perf_counter()
     ds = dataset_from_table(images.select(["image_id", "uri"]), 8, cfg.concurrency).map_batches(
         SceneBoxStage,

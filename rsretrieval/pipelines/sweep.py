@@ -116,7 +116,7 @@ def run_sweep(cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str |
     from ray import tune
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-    from rsretrieval.pipelines.benchmark import init_ray
+    from rsretrieval.pipelines.ray_session import init_ray
     from rsretrieval.pipelines.tracking import tracking_uri
 
     t0 = time.perf_counter()

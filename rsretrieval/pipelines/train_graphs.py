@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from rsretrieval.config import GMNConfig, GraphEncoderConfig, GraphTrainingConfig
+from rsretrieval.pipelines.ray_session import ensure_ray
 from rsretrieval.training.graph_loop import TrainData
 from rsretrieval.training.graph_stages import Stage, train_stages
 
@@ -206,6 +207,7 @@ def fit_graph_matchers(stages: list[Stage], cfg: GraphTrainingConfig, run_name: 
         done = train_stages(stages, cfg, reporter,
                             on_stage=lambda i, st, r: log.info("%s", _progress_line(i, len(stages), st, r)))
         return done, time.perf_counter() - t0, reporter.run_dir
+    ensure_ray()
     cpus = cfg.cpus_per_worker or max(1.0, float(int(ray.cluster_resources().get("CPU", 1) // cfg.workers)))
     progress = _ProgressPrinter()
     refs: dict[int, Any] = {}  # vanilla and trained matchers share their data: one copy in the object store
