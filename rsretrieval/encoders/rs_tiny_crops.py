@@ -71,9 +71,8 @@ def _pool_map(fn, jobs: list, workers: int | None, desc: str = ""):
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers > 1 and len(jobs) >= 32:
         with ProcessPoolExecutor(workers) as ex:
-            return list(progress(ex.map(fn, jobs, chunksize=16), desc, len(jobs), "image") if desc else
-                        ex.map(fn, jobs, chunksize=16))
-    return [fn(j) for j in (progress(jobs, desc, len(jobs), "image") if desc else jobs)]
+            return list(progress(ex.map(fn, jobs, chunksize=16), desc or "crops", len(jobs), "image"))
+    return [fn(j) for j in progress(jobs, desc or "crops", len(jobs), "image")]
 
 
 def crop_boxes(uris: list[str], scenes: ImageScenesConfig, workers: int | None = None) -> list[list[Box]]:
