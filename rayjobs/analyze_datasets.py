@@ -21,7 +21,7 @@ if __package__ in (None, ""):
 
 def main(argv: list[str] | None = None) -> Any:
     from rsretrieval.cli import add_benchmark_args, job_config
-    from rsretrieval.pipelines.analyze import run_analysis
+    from rsretrieval.pipelines.jobs.analyze import run_analysis
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_benchmark_args(parser)

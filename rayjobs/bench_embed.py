@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = p.parse_args(argv)
 
     from rsretrieval.data.registry import load_synthrs_dataset
-    from rsretrieval.pipelines.bench_embed import random_rs_tiny_checkpoint, run
-    from rsretrieval.pipelines.benchmark import init_ray
+    from rsretrieval.benchmarks.embed import random_rs_tiny_checkpoint, run
+    from rsretrieval.pipelines.benchmark.run import init_ray
     from rsretrieval.config import RayConfig
 
     ds = load_synthrs_dataset(SynthRSOptions(n_train=0, n_val=0, n_test=args.images), args.cache_dir).split("test")

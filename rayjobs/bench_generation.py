@@ -19,7 +19,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rsretrieval.pipelines.bench_generation import fault_phase, kill_phase, quota_phase  # noqa: E402
+from rsretrieval.benchmarks.generation import fault_phase, kill_phase, quota_phase  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rsretrieval.config import GMNConfig  # noqa: E402
-from rsretrieval.matching.bench_gmn import bench  # noqa: E402
+from rsretrieval.benchmarks.gmn import bench  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

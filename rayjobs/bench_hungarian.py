@@ -22,7 +22,7 @@ if __package__ in (None, ""):
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     # imported here, not at the top: spawned pool workers re-import this script, and should stay light
-    from rsretrieval.matching.bench_hungarian import bench
+    from rsretrieval.benchmarks.hungarian import bench
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--queries", type=int, default=5345)

@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rsretrieval.matching.bench_late_interaction import bench  # noqa: E402
+from rsretrieval.benchmarks.late_interaction import bench  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

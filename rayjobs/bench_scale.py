@@ -4,7 +4,7 @@
     python rayjobs/bench_scale.py --sizes 10000 100000 --queries 500
 
 Synthetic vectors, no pixels: wall time, ms per query and peak memory per process are real; recall
-only shows the shortlist ceiling at work. See rsretrieval/search/bench_scale.py.
+only shows the shortlist ceiling at work. See rsretrieval/benchmarks/scale.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if __package__ in (None, ""):
 
 
 def main(argv: list[str] | None = None) -> Any:
-    from rsretrieval.search.bench_scale import main as bench
+    from rsretrieval.benchmarks.scale import main as bench
 
     return bench(argv)
 

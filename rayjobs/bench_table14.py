@@ -5,7 +5,7 @@
 
 Seeded random unit vectors (timings real, scores not): cosine (V2V), S2S (Q-MAM, 6 x 10 scenes,
 D = 512) and the VG2VG GMN (~20 x ~30 nodes, D = 384) over 5,345 captions x 1,069 images. See
-rsretrieval/matching/bench_table14.py.
+rsretrieval/benchmarks/table14.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if __package__ in (None, ""):
 def main(argv: list[str] | None = None) -> Any:
     import pandas as pd
 
-    from rsretrieval.matching.bench_table14 import bench
+    from rsretrieval.benchmarks.table14 import bench
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")

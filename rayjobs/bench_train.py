@@ -22,7 +22,7 @@ if __package__ in (None, ""):
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from rsretrieval.cli import add_benchmark_args
     from rsretrieval.config import load_config
-    from rsretrieval.pipelines.bench_train import bench, print_report
+    from rsretrieval.benchmarks.train import bench, print_report
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_benchmark_args(p)

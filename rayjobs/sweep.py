@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> Any:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from rsretrieval.config import load_config
-    from rsretrieval.pipelines.sweep import run_sweep
+    from rsretrieval.pipelines.jobs.sweep import run_sweep
     from rsretrieval.training.search_space import load_space
 
     cfg = load_config(args.config, list(args.set) + ([f"output_dir={args.output_dir}"] if args.output_dir else []))

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> Any:
     parser.add_argument("--no-vg2vg", action="store_true", help="skip the VG2VG heads (no backbone embeddings)")
     parser.add_argument("--lr-find", action="store_true", help="run the LR range test first; save lr_finder.png")
     from rsretrieval.cli import job_config
-    from rsretrieval.pipelines.train_job import run_training
+    from rsretrieval.pipelines.jobs.train import run_training
 
     cfg, args = job_config(parser, argv, "train")
     res = run_training(cfg, args.graphs, not args.no_vg2vg, args.lr_find)

@@ -38,7 +38,7 @@ def benchmark(args: argparse.Namespace) -> Any:
     """Resolve the config and run the benchmark; prints the results table."""
     import yaml
 
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     overrides = list(args.overrides)
     if args.output_dir is not None:
@@ -50,7 +50,7 @@ def benchmark(args: argparse.Namespace) -> Any:
         print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         return None
     if getattr(args, "seeds", None):
-        from rsretrieval.pipelines.seeds import run_seeds
+        from rsretrieval.pipelines.benchmark.seeds import run_seeds
 
         out = run_seeds(cfg, args.seeds)
         print((out / "results_seeds.md").read_text(encoding="utf-8"))
@@ -83,7 +83,7 @@ def announce_outputs(cfg: Any) -> None:
 
 def outputs_summary(cfg: Any, result: Any) -> str:
     """Absolute paths of what a run wrote, and how to open its MLflow store."""
-    from rsretrieval.pipelines.tracking import tracking_uri
+    from rsretrieval.pipelines.runtime.tracking import tracking_uri
 
     run_dir = Path(result.run_dir).resolve()
     lines = [f"results: {Path(result.results_csv).resolve()}", f"per-query ranks: {run_dir / 'per_query'}"]
@@ -124,7 +124,7 @@ def load_user_config(path: Path | None, overrides: list[str]) -> Any:
     from pydantic import ValidationError
 
     from rsretrieval.config import load_config
-    from rsretrieval.pipelines.preflight import ConfigError
+    from rsretrieval.pipelines.runtime.preflight import ConfigError
 
     try:
         return load_config(path, overrides)
@@ -137,7 +137,7 @@ def load_user_config(path: Path | None, overrides: list[str]) -> Any:
 def run_or_exit(func: Any, args: argparse.Namespace) -> Any:
     """``func(args)``; a user error (config, dataset, backbone, checkpoint, missing extra) prints one
     message and exits with status 2, its traceback only with ``--debug``."""
-    from rsretrieval.pipelines.preflight import USER_ERRORS
+    from rsretrieval.pipelines.runtime.preflight import USER_ERRORS
 
     try:
         return func(args)
@@ -189,9 +189,9 @@ def generate_main(argv: list[str] | None = None) -> Any:
     """Entry point of ``rayjobs/generate.py``."""
     import pandas as pd
 
-    from rsretrieval.pipelines.ray_session import init_ray
-    from rsretrieval.pipelines.generate_job import generate
-    from rsretrieval.pipelines.tracking import mlflow_run, metric_key
+    from rsretrieval.pipelines.runtime.ray_session import init_ray
+    from rsretrieval.pipelines.jobs.generate import generate
+    from rsretrieval.pipelines.runtime.tracking import mlflow_run, metric_key
 
     p = argparse.ArgumentParser(description=GENERATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_benchmark_args(p)
@@ -246,7 +246,7 @@ def audit(args: argparse.Namespace) -> Any:
     from rsretrieval.analysis.audit import AuditOptions, run_audit, write_audit
     from rsretrieval.config import load_config
     from rsretrieval.data.registry import load_dataset
-    from rsretrieval.pipelines.tracking import metric_key, mlflow_run
+    from rsretrieval.pipelines.runtime.tracking import metric_key, mlflow_run
 
     overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
     cfg = load_config(args.config, overrides + [f"run_name={args.run_name or 'audit'}"])
@@ -302,7 +302,7 @@ def tables_cmd(args: argparse.Namespace) -> Any:
 def query_cmd(args: argparse.Namespace) -> Any:
     """Rank the indexed images for each query text; print the score matrix for the top images."""
     from rsretrieval.config import load_config
-    from rsretrieval.pipelines.query import build_index, format_matrix, query_scores, ranked
+    from rsretrieval.pipelines.jobs.query import build_index, format_matrix, query_scores, ranked
 
     cfg = load_config(args.config, list(args.overrides))
     methods = (args.crops,) if args.mode in ("v2s", "s2s") else ()

@@ -27,7 +27,7 @@ FALSE_WARNINGS = ("No pretrained weights loaded for model", "Token authenticatio
                   "Progress bars disabled", "Warning: The Ray cluster currently does not have any available CPUs")
 # too many or not for users: one line per results cell (results.csv has them), Ray Train runs by hash
 # (pipelines.graph_training names them), Python's deprecation warnings of libraries
-FILE_ONLY = ("rsretrieval.pipelines.cells", "py.warnings")
+FILE_ONLY = ("rsretrieval.pipelines.benchmark.cells", "py.warnings")
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MARK = "_rsretrieval_handler"
 _VERBOSE = [False]  # set by setup_logging: progress bars only on a quiet console

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rsretrieval.generation.fake_server import FakeRequest
+from rsretrieval.fake_gemini.server import FakeRequest
 
 
 def task_responder(req: FakeRequest) -> str:

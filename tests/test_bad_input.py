@@ -124,7 +124,7 @@ def test_quarantine_drops_graphs_of_dropped_images_and_captions(broken_dataset) 
 @pytest.mark.parametrize("name", ["bad_truncated.jpg", "bad_truncated.png", "bad_not_an_image.png"])
 def test_embed_stage_names_the_undecodable_file(broken_dataset, name: str) -> None:
     """Without the up-front check (verify_images: exists/off) the embedding actor fails naming the file."""
-    from rsretrieval.pipelines.embed import ImageEmbedStage
+    from rsretrieval.pipelines.stages.embed import ImageEmbedStage
 
     _, root, _, _ = broken_dataset
     stage = ImageEmbedStage.__new__(ImageEmbedStage)  # the decode path only: no backbone to load
@@ -136,7 +136,7 @@ def test_embed_stage_names_the_undecodable_file(broken_dataset, name: str) -> No
 
 def test_scene_stages_name_the_undecodable_file(broken_dataset) -> None:
     from rsretrieval.config import ImageScenesConfig
-    from rsretrieval.pipelines.scenes import SceneBoxStage, SceneCropEmbedStage
+    from rsretrieval.pipelines.stages.scene_crops import SceneBoxStage, SceneCropEmbedStage
 
     _, root, _, _ = broken_dataset
     boxes = SceneBoxStage("uniform", ImageScenesConfig().model_dump_json())
@@ -256,7 +256,7 @@ def test_benchmark_quarantines_corrupt_images_end_to_end(broken_dataset, tmp_pat
     """A run over a dataset with undecodable files completes on the good rows (embedding and crop stages),
     writes the quarantine table and says so; with ``verify_images: exists`` the run fails naming a file."""
     from rsretrieval.config import load_config
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
     from tests.conftest import QUICK_CONFIG
 
     csv, root, good, bad = broken_dataset
@@ -305,7 +305,7 @@ def test_training_splits_are_quarantined_too(broken_dataset, tmp_path: Path) -> 
     """Graph training and the VG2VG heads embed other splits: their bad files leave the same way."""
     from rsretrieval.config import DatasetConfig, load_config
     from rsretrieval.data.registry import load_dataset
-    from rsretrieval.pipelines.graph_training import split_dataset
+    from rsretrieval.pipelines.benchmark.graph_training import split_dataset
 
     csv, root, good, bad = broken_dataset
     cfg = load_config(None, [f"cache_dir={tmp_path / 'cache'}"])

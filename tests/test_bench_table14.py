@@ -25,7 +25,7 @@ def test_scorers_on_cuda_equal_the_cpu() -> None:
     """Q-MAM, cosine and the GMN give the CPU's scores on CUDA (fp32; TF32 off). Not yet run: no GPU
     was lent to the session that wrote it (run with ``-m gpu`` on a CUDA machine)."""
     from rsretrieval.config import GMNConfig
-    from rsretrieval.matching.bench_gmn import random_graphs
+    from rsretrieval.benchmarks.gmn import random_graphs
     from rsretrieval.matching.cosine import CosineScorer
     from rsretrieval.matching.gmn import GraphMatchingNetwork
     from rsretrieval.matching.late_interaction import LateInteractionScorer, PackedVectors

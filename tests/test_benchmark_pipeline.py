@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rsretrieval.config import load_config
-from rsretrieval.pipelines.cells import per_query_name
+from rsretrieval.pipelines.benchmark.cells import per_query_name
 from tests.conftest import QUICK_CONFIG
 
 SCENE_MODES = "modes=[v2v, v2s, s2v, s2s]"  # graph modes have their own tests (test_graph_modes.py)
@@ -17,7 +17,7 @@ SCENE_MODES = "modes=[v2v, v2s, s2v, s2s]"  # graph modes have their own tests (
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory, session_cache: Path, ray_local):
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     out = tmp_path_factory.mktemp("runs")
     cfg = load_config(QUICK_CONFIG, [f"output_dir={out}", f"cache_dir={session_cache}", SCENE_MODES])
@@ -68,7 +68,7 @@ def test_briefly_trained_rs_tiny_beats_chance(quick_run) -> None:
 @pytest.mark.slow
 def test_default_rs_tiny_far_above_chance(session_cache: Path, tmp_path: Path, ray_local) -> None:
     """The embedded default (10 epochs on 2000 images, a few CPU minutes) on the 300-image test split."""
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     cfg = load_config(None, [f"output_dir={tmp_path}", f"cache_dir={session_cache}", "mlflow.enabled=false",
                              "modes=[v2v]"])
@@ -111,7 +111,7 @@ def test_mlflow_store_does_not_leak_into_environment(quick_run) -> None:
 
 
 def test_rerun_reuses_embeddings(quick_run, session_cache: Path, tmp_path: Path) -> None:
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     cfg = load_config(QUICK_CONFIG, [f"output_dir={tmp_path}", f"cache_dir={session_cache}", "mlflow.enabled=false",
                                      SCENE_MODES])
@@ -148,7 +148,7 @@ def test_crop_config_change_retrains_rs_tiny_and_reuses_no_stale_vector(quick_ru
                                                                          tmp_path: Path) -> None:
     """rs-tiny learns from crops cut as the benchmark cuts them, so a 2 x 2 grid is a new rs-tiny checkpoint:
     every vector it embeds (also the unchanged region crops) is recomputed, none is served from the cache."""
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     backbones = session_cache / "backbones"
     before = set(backbones.glob("rs-tiny-*.pt"))

@@ -66,7 +66,7 @@ def test_relative_outputs_of_a_submitted_job_go_under_rsr_home(tmp_path: Path, m
 def test_a_relative_dataset_path_in_a_submitted_job_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rsretrieval.config import RAY_JOB_ENV, load_config
     from rsretrieval.data.errors import DatasetNotFoundError
-    from rsretrieval.pipelines.preflight import preflight
+    from rsretrieval.pipelines.runtime.preflight import preflight
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(RAY_JOB_ENV, "{}")
@@ -94,7 +94,7 @@ def test_a_dead_last_started_head_is_not_waited_for() -> None:
     benchmark says so and starts a local instance instead."""
     code = ("import logging, ray\n"
             "logging.basicConfig(level=logging.INFO)\n"
-            "import rsretrieval.pipelines.ray_session as b\n"
+            "import rsretrieval.pipelines.runtime.ray_session as b\n"
             "from rsretrieval.config import RayConfig\n"
             "b._last_started_cluster = lambda: '127.0.0.1:1'\n"
             "b.init_ray(RayConfig(num_cpus=1))\n"

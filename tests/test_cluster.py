@@ -85,7 +85,7 @@ def test_benchmark_on_a_two_node_cluster(tmp_path: Path, session_cache: Path) ->
     import ray
     from ray.cluster_utils import Cluster
 
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     ray.shutdown()  # the session's local instance; tests after this one start it again
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})

@@ -33,8 +33,8 @@ def routed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_console_shows_our_lines_and_real_warnings_and_the_log_file_has_everything(routed) -> None:
     out, log_file = routed
     assert not log_file.parent.exists()  # the run folder appears with its first line, not before
-    logging.getLogger("rsretrieval.pipelines.embed").info("embeddings images: 300 rows computed")
-    logging.getLogger("rsretrieval.pipelines.cells").info("one line per cell")
+    logging.getLogger("rsretrieval.pipelines.stages.embed").info("embeddings images: 300 rows computed")
+    logging.getLogger("rsretrieval.pipelines.benchmark.cells").info("one line per cell")
     logging.getLogger("ray.data").info("Ray Data internals")
     logging.getLogger("ray.data").debug("Ray Data debug detail")
     logging.getLogger("ray.data").warning("a real warning from Ray Data")

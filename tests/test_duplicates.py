@@ -124,8 +124,8 @@ def test_trust_columns_from_per_query_files(tmp_path) -> None:
     from rsretrieval.config import EvalConfig
     from rsretrieval.evaluation.metrics import RankResult
     from rsretrieval.evaluation.retrieval import per_query_table
-    from rsretrieval.pipelines.cells import per_query_name
-    from rsretrieval.pipelines.trust import add_trust_columns
+    from rsretrieval.pipelines.benchmark.cells import per_query_name
+    from rsretrieval.pipelines.benchmark.trust import add_trust_columns
 
     rng = np.random.default_rng(0)
     n_img, n_q = 30, 200

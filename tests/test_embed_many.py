@@ -46,9 +46,9 @@ def tables(tmp_path: Path) -> dict[str, pa.Table]:
 
 def test_one_pass_gives_the_vectors_and_caches_of_one_pass_per_table(tmp_path: Path, tables, ray_local,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
-    from rsretrieval.pipelines.embed import embed_table, read_embeddings
-    from rsretrieval.pipelines.embed_many import EmbedRequest, embed_tables
-    from rsretrieval.pipelines.scenes import SceneCropEmbedStage
+    from rsretrieval.pipelines.stages.embed import embed_table, read_embeddings
+    from rsretrieval.pipelines.stages.embed_many import EmbedRequest, embed_tables
+    from rsretrieval.pipelines.stages.scene_crops import SceneCropEmbedStage
 
     ckpt = _checkpoint(tmp_path / "rs-tiny.pt")
     cfg = EmbedConfig(batch_size=4, concurrency=1)
@@ -56,7 +56,7 @@ def test_one_pass_gives_the_vectors_and_caches_of_one_pass_per_table(tmp_path: P
                 EmbedRequest("image_scenes-uniform", tables["crops"], SceneCropEmbedStage)]
     ids = [tables["images"]["image_id"].to_pylist(), tables["captions"]["caption_id"].to_pylist(),
            tables["crops"]["scene_id"].to_pylist()]
-    with caplog.at_level("INFO", logger="rsretrieval.pipelines.embed_many"):
+    with caplog.at_level("INFO", logger="rsretrieval.pipelines.stages.embed_many"):
         together = embed_tables(requests, "rs-tiny", ckpt, cfg, tmp_path / "one-pass")
     assert [c for _, c in together] == [False, False, False]
     assert any("in one pass" in r.getMessage() for r in caplog.records)

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel
 
-from rsretrieval.generation.fake_server import FakeGeminiServer, FakeRequest, FaultConfig
+from rsretrieval.fake_gemini.server import FakeGeminiServer, FakeRequest, FaultConfig
 
 genai = pytest.importorskip("google.genai")
 from google.genai import errors, types  # noqa: E402

@@ -13,7 +13,7 @@ from rsretrieval.evaluation.findings import (CLAIMS, COLUMNS, _diff_stats, _stem
                                              findings_html, read_findings, write_findings)
 from rsretrieval.evaluation.metrics import RankResult
 from rsretrieval.evaluation.retrieval import write_per_query
-from rsretrieval.pipelines.cells import per_query_name
+from rsretrieval.pipelines.benchmark.cells import per_query_name
 
 KS = (1, 5, 10)
 N_IMAGES = 200

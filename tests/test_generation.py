@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rsretrieval.generation.config import GenerationConfig
-from rsretrieval.generation.fake_server import FakeGeminiServer, FaultConfig
+from rsretrieval.fake_gemini.server import FakeGeminiServer, FaultConfig
 from rsretrieval.generation.limiter import LocalLimiter, Pacer
 from rsretrieval.generation.store import GenerationRecord, ResponseStore
 from rsretrieval.generation.tasks import TASKS, InvalidResponse, get_task
@@ -55,7 +55,7 @@ def test_answers_are_validated() -> None:
 
 
 def task_responder_for(system: str) -> str:
-    from rsretrieval.generation.fake_server import FakeRequest
+    from rsretrieval.fake_gemini.server import FakeRequest
 
     return task_responder(FakeRequest("m", "v1beta", {}, [], 0, system, "k"))
 

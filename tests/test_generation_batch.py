@@ -12,9 +12,9 @@ import pytest
 
 from rsretrieval.generation.batch import BatchManifest, BatchStillRunning
 from rsretrieval.generation.config import GenerationConfig
-from rsretrieval.generation.fake_server import FakeGeminiServer, FakeRequest, FaultConfig
+from rsretrieval.fake_gemini.server import FakeGeminiServer, FakeRequest, FaultConfig
 from rsretrieval.generation.store import ResponseStore
-from rsretrieval.pipelines.generation_batch import run_batch_generation
+from rsretrieval.pipelines.stages.generation_batch import run_batch_generation
 from tests.gemini_fakes import task_responder
 
 genai = pytest.importorskip("google.genai")

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from rsretrieval.generation.config import GenerationConfig
-from rsretrieval.generation.fake_server import FakeGeminiServer, FaultConfig
+from rsretrieval.fake_gemini.server import FakeGeminiServer, FaultConfig
 from tests.gemini_fakes import task_responder
 
 
@@ -25,7 +25,7 @@ def _inputs(n: int) -> pa.Table:
 
 
 def test_generation_stage_resumes_without_paying_twice(ray_local, tmp_path: Path) -> None:
-    from rsretrieval.pipelines.generation import run_generation
+    from rsretrieval.pipelines.stages.generation import run_generation
 
     faults = FaultConfig(rate_429=0.3, rate_5xx=0.1, rate_malformed=0.1, retry_delay_s=0.05, seed=1)
     with FakeGeminiServer(task_responder, faults) as server:
@@ -43,7 +43,7 @@ def test_generation_stage_resumes_without_paying_twice(ray_local, tmp_path: Path
 
 
 def test_poison_rows_are_recorded_not_fatal(ray_local, tmp_path: Path) -> None:
-    from rsretrieval.pipelines.generation import run_generation
+    from rsretrieval.pipelines.stages.generation import run_generation
 
     inputs = pa.table({"input_id": ["ok1", "missing", "ok2"], "text": [None, None, "a car next to a house."],
                        "uri": [None, str(tmp_path / "no-such.png"), None]})
@@ -76,7 +76,7 @@ def test_generate_job_chains_image_graph_and_dry_run_sees_the_store(ray_local, t
 def test_generation_after_ray_restarts_in_the_same_process(ray_local, tmp_path: Path) -> None:
     """The pacer handle is cached per Ray session: job ids repeat ("01000000") after a restart, and
     reusing the old session's handle crashed the process (Ray core check failure, exit 1)."""
-    from rsretrieval.pipelines.generation import run_generation
+    from rsretrieval.pipelines.stages.generation import run_generation
 
     with FakeGeminiServer(task_responder) as server:
         cfg = GenerationConfig(backend="gemini", base_url=server.base_url, actors=1)

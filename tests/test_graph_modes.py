@@ -17,7 +17,7 @@ CHANCE_MR_48 = 100 * (1 + 5 + 10) / 3 / 48  # mR of a random ranking over 48 ima
 
 @pytest.fixture(scope="module")
 def graph_run(tmp_path_factory: pytest.TempPathFactory, session_cache: Path, ray_local):
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     out = tmp_path_factory.mktemp("graph-runs")
     cfg = load_config(QUICK_CONFIG, [f"output_dir={out}", f"cache_dir={session_cache}", "modes=[v2v, g2g, vg2vg]"])
@@ -70,7 +70,7 @@ def test_graph_outputs_stats_and_accounting(graph_run) -> None:
 def test_training_outputs_and_checkpoint_reuse(graph_run, tmp_path: Path, session_cache: Path) -> None:
     """Every trained stage is listed, its learning curve is in MLflow, the combined checkpoint files
     load as graph_matching.gmn_checkpoint and reproduce the trained cells without training."""
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     cfg, res = graph_run
     train = pd.read_csv(res.run_dir / "training.csv")

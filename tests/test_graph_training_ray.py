@@ -24,7 +24,7 @@ def data() -> TrainData:
 
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory: pytest.TempPathFactory, data: TrainData, ray_local):
-    from rsretrieval.pipelines.train_graphs import fit_graph_matcher
+    from rsretrieval.pipelines.stages.train_graphs import fit_graph_matcher
 
     storage = tmp_path_factory.mktemp("ray-train")
     return storage, fit_graph_matcher(data, CFG, ENC, GMN, "clean", storage)
@@ -35,7 +35,7 @@ def _checkpoints(run: Path) -> set[str]:
 
 
 def test_two_workers_train_and_a_rerun_resumes_the_finished_run(clean_run, data: TrainData) -> None:
-    from rsretrieval.pipelines.train_graphs import fit_graph_matcher
+    from rsretrieval.pipelines.stages.train_graphs import fit_graph_matcher
 
     storage, res = clean_run
     assert [h["epoch"] for h in res.state["history"]] == [1, 2, 3]
@@ -48,7 +48,7 @@ def test_two_workers_train_and_a_rerun_resumes_the_finished_run(clean_run, data:
 
 
 def test_killed_worker_resumes_from_last_checkpoint(clean_run, data: TrainData, tmp_path: Path) -> None:
-    from rsretrieval.pipelines.train_graphs import fit_graph_matcher
+    from rsretrieval.pipelines.stages.train_graphs import fit_graph_matcher
 
     _, clean = clean_run
     faulted = fit_graph_matcher(data, CFG, ENC, GMN, "faulted", tmp_path, fail_at_epoch=2)
@@ -61,13 +61,13 @@ def test_stages_of_one_run_train_in_order_and_a_killed_worker_resumes_the_curren
         clean_run, data: TrainData, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Two matchers in one Ray Train run: the first like a run of its own; the worker dies in the second
     stage's epoch 2 and the restarted one keeps the first stage and resumes the second; a rerun trains nothing."""
-    from rsretrieval.pipelines.train_graphs import fit_graph_matchers
+    from rsretrieval.pipelines.stages.train_graphs import fit_graph_matchers
     from rsretrieval.training.graph_stages import Stage
 
     _, clean = clean_run
     vanilla = GraphEncoderConfig(kind="vanilla")
     stages = [Stage("gat", data, ENC, GMN, "G2G trained"), Stage("vanilla", data, vanilla, GMN, "G2G vanilla")]
-    with caplog.at_level("INFO", logger="rsretrieval.pipelines.train_graphs"):
+    with caplog.at_level("INFO", logger="rsretrieval.pipelines.stages.train_graphs"):
         done, _, run_path = fit_graph_matchers(stages, CFG, "group", tmp_path)
     assert [round(h["val_mr"], 4) for h in done["gat"]["history"]] == \
         [round(h["val_mr"], 4) for h in clean.state["history"]]  # the same loop as a run of its own

@@ -83,8 +83,8 @@ def test_small_object_store_large_images_complete_and_report_spilling(small_stor
     import ray
 
     from rsretrieval.config import EmbedConfig
-    from rsretrieval.pipelines.embed import embed_table, read_embeddings
-    from rsretrieval.pipelines.ray_memory import spill_stats
+    from rsretrieval.pipelines.stages.embed import embed_table, read_embeddings
+    from rsretrieval.pipelines.runtime.ray_memory import spill_stats
 
     uris = _large_images(tmp_path / "img")
     ids = [f"big:{i}" for i in range(N_IMAGES)]
@@ -127,7 +127,7 @@ def test_small_object_store_large_images_complete_and_report_spilling(small_stor
 
 
 def test_spill_summary_parsing() -> None:
-    from rsretrieval.pipelines.ray_memory import parse_spill_summary, spill_delta, spill_note
+    from rsretrieval.pipelines.runtime.ray_memory import parse_spill_summary, spill_delta, spill_note
 
     text = ("--- Aggregate object store stats across all nodes ---\n"
             "Plasma memory usage 60 MiB, 5 objects, 75.0% full, 60.0% needed\n"

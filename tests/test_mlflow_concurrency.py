@@ -22,7 +22,7 @@ def _writer(args: tuple[int, str]) -> dict[str, Any]:
     i, out = args
     try:
         from rsretrieval.config import BenchmarkConfig
-        from rsretrieval.pipelines.tracking import mlflow_run
+        from rsretrieval.pipelines.runtime.tracking import mlflow_run
 
         cfg = BenchmarkConfig(run_name=f"writer-{i}", output_dir=Path(out),
                               mlflow={"tracking_uri": f"sqlite:///{out}/mlflow.db", "experiment": "concurrency"})
@@ -66,7 +66,7 @@ def test_sixteen_concurrent_writers_lose_no_metric(tmp_path: Path) -> None:
 def test_locked_database_is_retried_then_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    from rsretrieval.pipelines import tracking
+    from rsretrieval.pipelines.runtime import tracking
 
     calls: list[dict[str, float]] = []
 
@@ -85,7 +85,7 @@ def test_locked_database_is_retried_then_succeeds(monkeypatch: pytest.MonkeyPatc
 def test_locked_database_gives_up_after_bounded_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    from rsretrieval.pipelines import tracking
+    from rsretrieval.pipelines.runtime import tracking
 
     def locked(*args: Any, **kwargs: Any) -> None:
         raise sqlite3.OperationalError("database is locked")
@@ -101,7 +101,7 @@ def test_locked_database_gives_up_after_bounded_retries(monkeypatch: pytest.Monk
 def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    from rsretrieval.pipelines import tracking
+    from rsretrieval.pipelines.runtime import tracking
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ValueError("bad metric name")
@@ -126,7 +126,7 @@ def test_file_store_uri_is_refused_with_what_to_use(uri: str, monkeypatch: pytes
 
 def test_file_store_from_environment_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from rsretrieval.config import BenchmarkConfig
-    from rsretrieval.pipelines.tracking import tracking_uri
+    from rsretrieval.pipelines.runtime.tracking import tracking_uri
 
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "mlruns"))

@@ -19,7 +19,7 @@ import pytest
 from rsretrieval.config import GenerationConfig, SimulatedVLMConfig, load_config
 from rsretrieval.data.synthrs import SynthRSConfig, scene_for
 from rsretrieval.data.synthrs_text import build_graph
-from rsretrieval.generation.fake_server import FakeGeminiServer, FakeRequest
+from rsretrieval.fake_gemini.server import FakeGeminiServer, FakeRequest
 from rsretrieval.generation.offline import NoOfflineBackend, offline_records
 from rsretrieval.generation.simulated_vlm import graph_caption, simulate_image_graph
 from rsretrieval.generation.tasks import parse_image_graph
@@ -183,7 +183,7 @@ def test_benchmark_generates_fine_grained_captions_and_text_scenes_with_gemini(t
 
 
 def test_benchmark_runs_requested_offline_tasks(ray_local, tmp_path: Path, session_cache: Path) -> None:
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     cfg = load_config(QUICK_CONFIG, [f"output_dir={tmp_path}", f"cache_dir={session_cache}", "mlflow.enabled=false",
                                      "modes=[v2v]", "generate=[image_graph, text_graph]"])

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from rsretrieval.config import load_config
-from rsretrieval.pipelines import provenance
-from rsretrieval.pipelines.provenance import HashCache, build_record, git_info, package_versions, write_provenance
+from rsretrieval.pipelines.benchmark import provenance
+from rsretrieval.pipelines.benchmark.provenance import HashCache, build_record, git_info, package_versions, write_provenance
 
 UCM = Path(__file__).parent / "data" / "ucm"
 

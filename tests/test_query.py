@@ -14,7 +14,7 @@ from tests.conftest import QUICK_CONFIG
 
 @pytest.fixture(scope="module")
 def indexed(session_cache: Path, ray_local):
-    from rsretrieval.pipelines.query import build_index
+    from rsretrieval.pipelines.jobs.query import build_index
 
     cfg = load_config(QUICK_CONFIG, [f"cache_dir={session_cache}"])
     return cfg, build_index(cfg, scene_methods=("uniform",))
@@ -22,8 +22,8 @@ def indexed(session_cache: Path, ray_local):
 
 def test_v2v_query_scores_equal_the_benchmark_embeddings(indexed) -> None:
     from rsretrieval.data.registry import evaluation_split, load_dataset
-    from rsretrieval.pipelines.benchmark import split_vectors
-    from rsretrieval.pipelines.query import query_scores, ranked
+    from rsretrieval.pipelines.benchmark.run import split_vectors
+    from rsretrieval.pipelines.jobs.query import query_scores, ranked
 
     cfg, index = indexed
     dcfg = cfg.datasets[0]
@@ -41,7 +41,7 @@ def test_v2v_query_scores_equal_the_benchmark_embeddings(indexed) -> None:
 
 
 def test_scene_modes_and_errors(indexed) -> None:
-    from rsretrieval.pipelines.query import format_matrix, query_scores
+    from rsretrieval.pipelines.jobs.query import format_matrix, query_scores
 
     cfg, index = indexed
     text = "An airport with one large gray runway. Two white planes on the apron next to the terminal."
@@ -63,8 +63,8 @@ def test_graph_modes_score_like_the_benchmark(indexed) -> None:
     """G2G Hungarian of a caption's text equals the benchmark's row for that caption (same parser, same
     image graphs, same node embedder); VG2VG is the configured mix with the V2V cosine."""
     from rsretrieval.matching.hungarian import HungarianScorer
-    from rsretrieval.pipelines.graph_modes import GraphScoring, prepare_graphs
-    from rsretrieval.pipelines.query import build_index, query_scores
+    from rsretrieval.pipelines.benchmark.graph_modes import GraphScoring, prepare_graphs
+    from rsretrieval.pipelines.jobs.query import build_index, query_scores
 
     cfg, _ = indexed
     index = build_index(cfg, graphs=True)

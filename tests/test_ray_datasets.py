@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from rsretrieval.pipelines import embed
+from rsretrieval.pipelines.stages import embed
 
 
 @pytest.mark.parametrize("rows,batch,actors,blocks", [(10, 3, 2, 4), (10, 100, 3, 3), (2, 1, 4, 2), (0, 8, 2, 1)])

@@ -28,7 +28,7 @@ def test_worker_node_lost_during_generation(tmp_path: Path) -> None:
     stored answer per input and almost no answer paid twice."""
     import ray
 
-    from rsretrieval.pipelines.bench_faults import node_loss_phase
+    from rsretrieval.benchmarks.faults import node_loss_phase
 
     ray.shutdown()  # the phase starts its own 3-node cluster; ray_local re-starts on next use
     fig = node_loss_phase(120, tmp_path / "store")
@@ -42,7 +42,7 @@ def test_worker_node_lost_during_generation(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_killed_job_resubmitted_pays_for_nothing_finished(tmp_path: Path) -> None:
     """(2) The whole job (driver, raylet, actors) SIGKILLed half way, then resubmitted."""
-    from rsretrieval.pipelines.bench_generation import kill_phase
+    from rsretrieval.benchmarks.generation import kill_phase
 
     fig = kill_phase(60, actors=2, store=tmp_path / "store")
     _show("killed driver", fig)
@@ -57,7 +57,7 @@ def test_killed_job_resubmitted_pays_for_nothing_finished(tmp_path: Path) -> Non
 def test_429_5xx_and_timeouts_lose_no_row_and_respect_retry_delay_and_quota(ray_local, tmp_path: Path) -> None:
     """(3) 30% of requests fail (429 with retryDelay, 5xx, timeouts) under a server-side quota equal
     to the job's requests/min."""
-    from rsretrieval.pipelines.bench_faults import fault_mix_phase
+    from rsretrieval.benchmarks.faults import fault_mix_phase
 
     fig = fault_mix_phase(80, tmp_path / "store", rate=0.3, rpm=1200)
     _show("fault mix", fig)
@@ -70,7 +70,7 @@ def test_429_5xx_and_timeouts_lose_no_row_and_respect_retry_delay_and_quota(ray_
 def test_poison_inputs_are_bounded_and_listed(ray_local, tmp_path: Path) -> None:
     """(4) One input always answered 5xx, one always malformed: bounded attempts, both in the error
     rows with their reason, every other row answered."""
-    from rsretrieval.pipelines.bench_faults import poison_phase
+    from rsretrieval.benchmarks.faults import poison_phase
 
     fig = poison_phase(12, tmp_path / "store", max_attempts=4, max_reasks=2)
     _show("poison", {k: v for k, v in fig.items() if k != "errors"})
@@ -86,8 +86,8 @@ def test_poison_inputs_are_bounded_and_listed(ray_local, tmp_path: Path) -> None
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from rsretrieval.pipelines.benchmark_generation import ERRORS_FILE, write_generation_errors
-    from rsretrieval.pipelines.generate_job import outputs_table
+    from rsretrieval.pipelines.benchmark.generation import ERRORS_FILE, write_generation_errors
+    from rsretrieval.pipelines.stages.generation_tasks import outputs_table
 
     out = tmp_path / "run" / "generated" / "synthrs" / "text_scenes.parquet"
     out.parent.mkdir(parents=True)

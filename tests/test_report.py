@@ -15,7 +15,7 @@ from tests.conftest import QUICK_CONFIG, looks_rendered, needs_chromium, screens
 
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory: pytest.TempPathFactory, session_cache: Path, ray_local):
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     out = tmp_path_factory.mktemp("report-runs")
     cfg = load_config(QUICK_CONFIG, [f"output_dir={out}", f"cache_dir={session_cache}", "modes=[v2v, s2s, g2g]",

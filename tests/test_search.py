@@ -172,7 +172,7 @@ def test_bench_scale_runs_and_reports_ratios(tmp_path, capsys) -> None:
 def test_store_from_embedding_parquet(tmp_path) -> None:
     import pyarrow.parquet as pq
 
-    from rsretrieval.pipelines.embed import vectors_table, read_embeddings
+    from rsretrieval.pipelines.stages.embed import vectors_table, read_embeddings
     from rsretrieval.search.store import store_from_embeddings
 
     rng = np.random.default_rng(5)

@@ -50,7 +50,7 @@ def test_ordered_store_follows_the_table_order_not_the_writers(tmp_path: Path) -
     assert len(store.vectors) == 4  # shards: 50 owners in blocks of 16
     assert not list(tmp_path.glob("emb/_store.tmp-*")) and not (tmp_path / "emb" / "_store" / "unordered.npy").exists()
     # Parquet readers skip the store folder (leading underscore): the embeddings still read as before
-    from rsretrieval.pipelines.embed import read_embeddings
+    from rsretrieval.pipelines.stages.embed import read_embeddings
 
     np.testing.assert_array_equal(read_embeddings(tmp_path / "emb", ids[:5]), vecs[:5])
 
@@ -150,7 +150,7 @@ def test_per_query_file_in_blocks_equals_the_naive_table(tmp_path: Path) -> None
 
 
 def test_embedding_store_is_built_once_and_keyed_by_order(tmp_path: Path) -> None:
-    from rsretrieval.pipelines.stores import embedding_store
+    from rsretrieval.pipelines.stages.stores import embedding_store
 
     ids = [f"x{i}" for i in range(20)]
     vecs = np.random.default_rng(6).normal(size=(20, 4)).astype(np.float32)
@@ -168,7 +168,7 @@ def test_embedding_key_hashes_columns_in_chunks_with_the_same_bytes() -> None:
     import hashlib
     import json
 
-    from rsretrieval.pipelines.embed import _hash_json_list
+    from rsretrieval.pipelines.stages.embed import _hash_json_list
 
     table = pa.table({"s": ["a", "é\"x", None, "z"] * 5, "f": [0.1, 2.0, -3.5, 1e-9] * 5})
     for col in ("s", "f"):
@@ -188,7 +188,7 @@ def test_stored_graph_pair_scorers_equal_the_in_memory_ones(tmp_path: Path, simi
     from rsretrieval.config import GMNConfig, HungarianConfig
     from rsretrieval.matching.gmn import GraphMatchingNetwork
     from rsretrieval.matching.hungarian import HungarianScorer
-    from rsretrieval.pipelines.two_stage import graph_pair_scorer, node_store
+    from rsretrieval.pipelines.benchmark.two_stage import graph_pair_scorer, node_store
     from rsretrieval.search.rerank import CosinePairs, GMNPairs, HungarianPairs, MixedPairs
 
     rng = np.random.default_rng(7)

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rsretrieval.config import load_config
-from rsretrieval.pipelines.cells import per_query_name
+from rsretrieval.pipelines.benchmark.cells import per_query_name
 from tests.conftest import QUICK_CONFIG
 
 MODES = "modes=[v2v, v2s, s2s, g2g, vg2vg]"
@@ -19,7 +19,7 @@ KEYS = ["dataset", "variant", "backbone", "mode", "crops", "graphs", "similarity
 
 
 def _run(tmp: Path, cache: Path, *extra: str):
-    from rsretrieval.pipelines.benchmark import run_benchmark
+    from rsretrieval.pipelines.benchmark.run import run_benchmark
 
     cfg = load_config(QUICK_CONFIG, [f"output_dir={tmp}", f"cache_dir={cache}", MODES, "mlflow.enabled=false",
                                      "report.enabled=false", "graph_matching.train.enabled=false",
@@ -39,8 +39,8 @@ def _no_whole_reads(*args, **kwargs):
 def test_shortlist_of_every_image_equals_the_full_matrix(full_run, tmp_path: Path, session_cache: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     # the two-stage path reads every vector through ordered memory-mapped stores, never a whole folder
-    monkeypatch.setattr("rsretrieval.pipelines.benchmark.read_embeddings", _no_whole_reads)
-    monkeypatch.setattr("rsretrieval.pipelines.scenes.read_packed", _no_whole_reads)
+    monkeypatch.setattr("rsretrieval.pipelines.benchmark.run.read_embeddings", _no_whole_reads)
+    monkeypatch.setattr("rsretrieval.pipelines.stages.scene_crops.read_packed", _no_whole_reads)
     two = _run(tmp_path, session_cache, "eval.shortlist_k=48")  # quick test split: 48 images
     assert list(session_cache.glob("embeddings/images-*/_store-*/meta.json"))
     assert list(session_cache.glob("embeddings/text_scenes-*/_store-*/meta.json"))

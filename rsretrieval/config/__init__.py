@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from rsretrieval.config._base import RAY_JOB_ENV, _expand, _output_path, _Strict, default_cache_dir, job_home, submitted_job
+from rsretrieval.config.base import RAY_JOB_ENV, expand_path, output_path, StrictModel, default_cache_dir, job_home, submitted_job
 from rsretrieval.config.generation import GenerationConfig, SimulatedVLMConfig
 from rsretrieval.config.graphs import (GMNConfig, GraphEncoderConfig, GraphMatchingConfig, GraphTrainingConfig,
                                        HungarianConfig, NodeEmbedderConfig)
@@ -37,7 +37,7 @@ __all__ = [
 GenerationTaskName = Literal["fine_grained_caption", "object_counts", "image_graph", "text_graph", "text_scenes"]
 
 
-class SynthRSOptions(_Strict):
+class SynthRSOptions(StrictModel):
     """Size and seed of the embedded synthetic dataset."""
 
     seed: int = Field(0, description="Seed of the procedural generator; images depend only on (seed, split, index)")
@@ -46,7 +46,7 @@ class SynthRSOptions(_Strict):
     n_test: int = Field(300, description="Test images (the benchmark's queries are their captions)")
 
 
-class DatasetConfig(_Strict):
+class DatasetConfig(StrictModel):
     """One dataset to benchmark: its native format and where its files are."""
 
     name: str = Field(description="Name used in tables and ids, e.g. 'ucm', 'rsicd'")
@@ -61,10 +61,10 @@ class DatasetConfig(_Strict):
         "quarantines those that cannot be decoded (quarantine.csv in the run folder; their captions leave the "
         "evaluation); 'exists' only fails on missing files; 'off' reads the annotations only")
 
-    _paths = field_validator("annotations", "image_root", mode="before")(lambda cls, v: _expand(v))
+    _paths = field_validator("annotations", "image_root", mode="before")(lambda cls, v: expand_path(v))
 
 
-class RsTinyOptions(_Strict):
+class RsTinyOptions(StrictModel):
     """Training of the embedded backbone ``rs-tiny`` on the synthrs train split (cached by config hash)."""
 
     epochs: int = Field(10, description="Epochs over the synthrs train split; one random caption per image per epoch "
@@ -88,7 +88,7 @@ class RsTinyOptions(_Strict):
     train_data: SynthRSOptions = Field(default_factory=SynthRSOptions, description="The synthrs dataset whose train split trains rs-tiny")
 
 
-class BackboneConfig(_Strict):
+class BackboneConfig(StrictModel):
     """One backbone: a registry name and, for real models, where its checkpoint is."""
 
     name: str = Field(description="Registry name (see `rsretrieval backbones`), e.g. 'rs-tiny', 'RemoteCLIP-ViT-B-32'")
@@ -96,10 +96,10 @@ class BackboneConfig(_Strict):
     checkpoint_dir: Path | None = Field(None, description="Folder holding the registry's expected checkpoint file name; default $RSR_CHECKPOINT_DIR")
     rs_tiny: RsTinyOptions = Field(default_factory=RsTinyOptions, description="Training options when name is rs-tiny")
 
-    _paths = field_validator("checkpoint", "checkpoint_dir", mode="before")(lambda cls, v: _expand(v))
+    _paths = field_validator("checkpoint", "checkpoint_dir", mode="before")(lambda cls, v: expand_path(v))
 
 
-class EmbedConfig(_Strict):
+class EmbedConfig(StrictModel):
     """The Ray Data embedding stage."""
 
     batch_size: int = Field(64, description="Images or captions per map_batches batch")
@@ -109,7 +109,7 @@ class EmbedConfig(_Strict):
     torch_threads: int | None = Field(None, description="torch intra-op threads per actor (None = the node's cores / concurrency; Ray itself starts workers with 1)")
 
 
-class EvalConfig(_Strict):
+class EvalConfig(StrictModel):
     """Scoring and metrics."""
 
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10], description="Recall cut-offs; mR needs 1, 5 and 10")
@@ -135,7 +135,7 @@ class EvalConfig(_Strict):
     exclude_leaked: Path | None = Field(None, description="leaks.csv of an audit run (rayjobs/audit.py): its test "
                                         "images and captions are removed before evaluation (counts in the notes)")
 
-    _paths = field_validator("exclude_leaked", mode="before")(lambda cls, v: _expand(v))
+    _paths = field_validator("exclude_leaked", mode="before")(lambda cls, v: expand_path(v))
 
     @model_validator(mode="after")
     def _shortlist_covers_k(self) -> "EvalConfig":
@@ -145,7 +145,7 @@ class EvalConfig(_Strict):
         return self
 
 
-class ReportConfig(_Strict):
+class ReportConfig(StrictModel):
     """The self-contained HTML report of a run (report.html)."""
 
     enabled: bool = Field(True, description="Write report.html at the end of the run (also: `rsretrieval report RUN_DIR`)")
@@ -155,14 +155,14 @@ class ReportConfig(_Strict):
     seed: int = Field(0, description="Seed of the example-query draw")
 
 
-class UniformCropConfig(_Strict):
+class UniformCropConfig(StrictModel):
     """Uniform cropping with overlap (UC, thesis sec. 4.2.2)."""
 
     grid: int = Field(3, ge=1, description="Patches per side: grid x grid crops (3 -> 9 crops + the full image)")
     overlap: float = Field(0.2, ge=0.0, lt=1.0, description="Overlap of neighbouring patches as a fraction of a patch side")
 
 
-class RegionCropConfig(_Strict):
+class RegionCropConfig(StrictModel):
     """Segment boxes clustered into regions (SAM-based cropping, SC; thesis sec. 4.2.2)."""
 
     segmenter: Literal["auto", "sam2", "felzenszwalb", "slic"] = Field(
@@ -185,10 +185,10 @@ class RegionCropConfig(_Strict):
     merge_distance: float = Field(0.25, description="Cluster cut (complete linkage): box centres of one region lie within this image-normalised distance")
     min_side_frac: float = Field(0.15, description="Regions are grown to at least this fraction of each image side")
 
-    _paths = field_validator("sam2_checkpoint", mode="before")(lambda cls, v: _expand(v))
+    _paths = field_validator("sam2_checkpoint", mode="before")(lambda cls, v: expand_path(v))
 
 
-class ImageScenesConfig(_Strict):
+class ImageScenesConfig(StrictModel):
     """Image scenes: the full image (meta-scene) plus crops, cut from the original-resolution file."""
 
     methods: list[CropMethod] = Field(default_factory=lambda: ["uniform", "regions"],
@@ -201,7 +201,7 @@ class ImageScenesConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device of SAM 2")
 
 
-class TextScenesConfig(_Strict):
+class TextScenesConfig(StrictModel):
     """Text scenes (thesis sec. 4.3.2, prompt A.1.4): self-contained sub-scenes of a caption."""
 
     generator: Literal["split", "gemini"] = Field(
@@ -214,7 +214,7 @@ class TextScenesConfig(_Strict):
     max_scene_words: int = Field(30, description="Splitter: longer sentences are split at clause boundaries")
 
 
-class LateInteractionConfig(_Strict):
+class LateInteractionConfig(StrictModel):
     """Scene matching (thesis eq. 2)."""
 
     aggregation: Literal["max-mean", "mean-mean"] = Field(
@@ -244,7 +244,7 @@ def check_tracking_uri(uri: str | None, where: str) -> str | None:
     return uri
 
 
-class MLflowConfig(_Strict):
+class MLflowConfig(StrictModel):
     """Experiment tracking."""
 
     tracking_uri: str | None = Field(None, description="MLflow URI; default $MLFLOW_TRACKING_URI, else sqlite under output_dir")
@@ -254,7 +254,7 @@ class MLflowConfig(_Strict):
     _uri = field_validator("tracking_uri")(lambda cls, v: check_tracking_uri(v, "mlflow.tracking_uri"))
 
 
-class RayConfig(_Strict):
+class RayConfig(StrictModel):
     """How to reach Ray."""
 
     address: str | None = Field(None, description="Cluster address; default $RAY_ADDRESS, else the live cluster of the "
@@ -264,7 +264,7 @@ class RayConfig(_Strict):
                                 "always in Ray's session logs, /tmp/ray/session_latest/logs)")
 
 
-class BenchmarkConfig(_Strict):
+class BenchmarkConfig(StrictModel):
     """The full benchmark: datasets x backbones x modes, written under output_dir/run_name."""
 
     run_name: str = Field("embedded", description="Name of the run: its output folder and MLflow run name")
@@ -303,7 +303,7 @@ class BenchmarkConfig(_Strict):
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig, description="Experiment tracking")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster")
 
-    _outputs = field_validator("output_dir", "cache_dir", mode="before")(lambda cls, v: _output_path(v))
+    _outputs = field_validator("output_dir", "cache_dir", mode="before")(lambda cls, v: output_path(v))
 
     @model_validator(mode="after")
     def _generators_available(self) -> "BenchmarkConfig":

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from rsretrieval.config._base import _Strict, _output_path
+from rsretrieval.config.base import StrictModel, output_path
 
 
-class SimulatedVLMConfig(_Strict):
+class SimulatedVLMConfig(StrictModel):
     """The offline stand-in for Gemini on synthrs images: the ground-truth graph, degraded (simulated)."""
 
     drop_small: float = Field(0.5, ge=0, le=1, description="Probability that an object type whose objects are all small is missed")
@@ -21,7 +21,7 @@ class SimulatedVLMConfig(_Strict):
     drop_relation: float = Field(0.2, ge=0, le=1, description="Probability that a relation between two objects is missed")
 
 
-class GenerationConfig(_Strict):
+class GenerationConfig(StrictModel):
     """How fine-grained captions, graphs and text scenes are generated, throttled and paid for."""
 
     backend: Literal["offline", "gemini"] = Field(
@@ -53,7 +53,7 @@ class GenerationConfig(_Strict):
     batch_price_factor: float = Field(0.5, ge=0, description="Multiplies the token prices for batch runs")
     seed: int = Field(0, description="Seed of retry jitter and of the offline simulated VLM")
 
-    _outputs = field_validator("store_dir", mode="before")(lambda cls, v: _output_path(v))
+    _outputs = field_validator("store_dir", mode="before")(lambda cls, v: output_path(v))
 
     def cost_usd(self, tokens_in: int, tokens_out: int, batch: bool = False) -> float:
         """USD for these tokens; ``batch`` applies ``batch_price_factor`` (Batch API pricing)."""

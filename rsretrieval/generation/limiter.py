@@ -4,7 +4,7 @@
 returns how long the caller must wait before sending it. Slots are spaced 60/rpm seconds apart and
 a request of T tokens moves the token clock by 60 T / tpm, so over any minute at most ``rpm``
 requests and about ``tpm`` tokens go out, with no burst above the quota. In one process
-:class:`LocalLimiter` wraps a Pacer; on Ray, ``rsretrieval.pipelines.generation`` runs one Pacer in
+:class:`LocalLimiter` wraps a Pacer; on Ray, ``rsretrieval.pipelines.stages.generation`` runs one Pacer in
 a named actor that every generation actor asks, so the quota holds for the cluster, not per actor.
 """
 

@@ -1,0 +1,1 @@
+"""The benchmark run: config -> plan of cells (``plan``) -> one executor (``run``)."""

@@ -1,0 +1,343 @@
+"""G2G and VG2VG in the benchmark (thesis sec. 5.3.2, 5.3.4; Tables 8-10).
+
+Per dataset split: query graphs (A.1.3 text graphs of every caption) and image graphs from each
+configured source (``generated``: the generation backend - the simulated VLM offline, Gemini
+online; ``oracle``: ground-truth graphs where the dataset has them) are turned into node/edge texts,
+embedded once with the node embedder (cached per text), optionally passed through a graph encoder,
+and scored with every configured similarity:
+
+* Hungarian (G2G) and ``(1 - w) * cosine + w * Hungarian`` (VG2VG, our combination: the thesis does
+  not define a Hungarian VG2VG; ``graph_matching.vg2vg_weight``);
+* GMN (eq. 5 without / with the global cosine), trained on the train split (graph_training) or
+  loaded from ``gmn_checkpoint``; ``training`` says which node embeddings: ``vanilla`` (frozen text
+  embeddings; for GMN: a GMN trained on them) or ``trained`` (the trained graph encoder). A seeded
+  untrained GMN (``untrained_gmn``, training off) gives ``training=untrained`` rows: no result.
+
+G2G does not depend on the image backbone: its rows carry the node embedder as ``backbone``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from rsretrieval.config import BenchmarkConfig
+from rsretrieval.data.schema import RSDataset
+from rsretrieval.evaluation.retrieval import evaluate_cell, gold_indices
+from rsretrieval.generation.offline import NoOfflineBackend
+from rsretrieval.generation.tasks import TextGraph
+from rsretrieval.graphs.schema import ImageSceneGraph
+from rsretrieval.pipelines.benchmark.cells import record_cell
+from rsretrieval.pipelines.stages.generation_tasks import ground_truth_graphs, run_task, save_outputs, task_inputs
+from rsretrieval.pipelines.runtime.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DatasetGraphs:
+    """Graph elements of one dataset split: per caption, and per image for every source."""
+
+    captions: dict[str, Any]  # caption_id -> GraphElements
+    images: dict[str, dict[str, Any]]  # source label -> image_id -> GraphElements
+    generation: list[dict[str, Any]] = field(default_factory=list)  # accounting rows
+    notes: list[str] = field(default_factory=list)
+    stats: list[dict[str, Any]] = field(default_factory=list)  # GCR (A.2.3) and sizes per graph set
+    generated_label: str = ""  # source label of the generated image graphs ('simulated-vlm' or the model)
+
+
+def graph_set_stats(dataset: str, name: str, graphs: list[Any]) -> dict[str, Any]:
+    """Collision rate (thesis A.2.3, Table 19) and size statistics (Figure 20) of one graph set."""
+    from rsretrieval.graphs.stats import collision_stats, size_stats
+
+    col, size = collision_stats(graphs), size_stats(graphs)
+    return {"dataset": dataset, "graphs": name, "n_graphs": col["n_graphs"], "n_empty": size["n_empty"],
+            "gcr": col["gcr"], "n_unique": col["n_unique"], "nodes_mean": size["nodes"]["mean"],
+            "nodes_median": size["nodes"]["median"], "nodes_max": size["nodes"]["max"],
+            "edges_mean": size["edges"]["mean"], "edges_median": size["edges"]["median"]}
+
+
+def _ok(records: dict[str, Any]) -> dict[str, str]:
+    return {i: r.parsed for i, r in records.items() if r.status == "ok"}
+
+
+def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:
+    """Generate (or load from the store / offline stand-ins) every graph the graph modes need."""
+    from rsretrieval.graphs.elements import GraphElements, text_graph_elements
+
+    out = DatasetGraphs({}, {})
+    inputs = pa.table({"input_id": ds.captions["caption_id"], "text": ds.captions["text"]})
+    rows, records = run_task(cfg, ds, "text_graph", inputs)
+    save_outputs(cfg, ds.name, "text_graph", records)
+    out.generation += [{"dataset": ds.name, **r} for r in rows]
+    ok = _ok(records)
+    empty = GraphElements([], [], [])
+    out.captions = {cid: text_graph_elements(TextGraph.model_validate_json(ok[cid])) if cid in ok else empty
+                    for cid in ds.captions["caption_id"].to_pylist()}
+    gens = sorted({r.generator for r in records.values()})
+    out.notes.append(f"{ds.name}: query graphs by {', '.join(gens)}; {len(ok)}/{len(out.captions)} captions parsed")
+    for variant in sorted(set(ds.captions["variant"].to_pylist())):
+        ids = pc.filter(ds.captions["caption_id"], pc.equal(ds.captions["variant"], variant)).to_pylist()
+        out.stats.append(graph_set_stats(ds.name, f"query:{variant}", [out.captions[c] for c in ids]))
+    add_image_graphs(cfg, ds, out)
+    for source, by_image in out.images.items():
+        out.stats.append(graph_set_stats(ds.name, f"image:{source}", list(by_image.values())))
+    return out
+
+
+def add_image_graphs(cfg: BenchmarkConfig, ds: RSDataset, out: DatasetGraphs, save: bool = True) -> None:
+    """The image graphs of every configured source (``generated``, ``oracle``) into ``out.images``
+    (``save``: also write them to the run folder's generated/)."""
+    from rsretrieval.graphs.elements import GraphElements, image_graph_elements
+
+    gm, empty = cfg.graph_matching, GraphElements([], [], [])
+    if "generated" in gm.image_graphs:
+        try:
+            rows, records = run_task(cfg, ds, "image_graph", task_inputs(ds, "image_graph", "", None))
+        except NoOfflineBackend as exc:
+            out.notes.append(f"{ds.name}: no generated image graphs ({exc})")
+        else:
+            if save:
+                save_outputs(cfg, ds.name, "image_graph", records)
+            out.generation += [{"dataset": ds.name, **r} for r in rows]
+            ok = _ok(records)
+            label = "simulated-vlm" if cfg.generation.backend == "offline" else cfg.generation.model
+            out.generated_label = label
+            out.images[label] = {iid: image_graph_elements(ImageSceneGraph.model_validate_json(ok[iid])) if iid in ok else empty
+                                 for iid in ds.images["image_id"].to_pylist()}
+            out.notes.append(f"{ds.name}: image graphs '{label}' for {len(ok)}/{ds.images.num_rows} images"
+                             + (" (simulated from the ground truth with VLM-like errors, not a model)" if label == "simulated-vlm" else ""))
+    truth = ground_truth_graphs(ds) if "oracle" in gm.image_graphs else {}
+    if truth:
+        out.images["oracle"] = {iid: image_graph_elements(truth[iid]) if iid in truth else empty
+                                for iid in ds.images["image_id"].to_pylist()}
+        out.notes.append(f"{ds.name}: 'oracle' rows use the ground-truth image graphs (measures matching, not generation)")
+
+
+@dataclass
+class GraphCell:
+    """One graph cell to score: similarity, training label, its GMN (None for Hungarian), the matcher whose
+    encoder gives the node embeddings (None = vanilla), and a tag naming those node embeddings."""
+
+    similarity: str
+    training: str
+    gmn: Any
+    encoder: Any
+    nodes_tag: str
+
+
+class GraphScoring:
+    """Node embeddings of every graph set (cached per text), the trained models, and the similarity modules.
+
+    Per image-graph source and node-embedding kind (``graph_matching.embeddings``), :meth:`variants`
+    says which (similarity, training label, model) cells exist: Hungarian on vanilla nodes always;
+    Hungarian on trained nodes and GMN cells when a model was trained (``models``) or given
+    (``gmn_checkpoint``); a seeded untrained GMN only when asked for (``untrained_gmn``).
+    """
+
+    def __init__(self, cfg: BenchmarkConfig) -> None:
+        from rsretrieval.graphs.embedder import CachedTextEmbedder, load_text_embedder
+
+        self.cfg = cfg
+        self.gm = cfg.graph_matching
+        self.embedder = CachedTextEmbedder(load_text_embedder(self.gm.embedder), Path(cfg.cache_dir) / "node_embeddings")
+        self.models: Any = None  # GraphModels of the current dataset (graph_training), set by the benchmark
+        self.checkpoint: dict[str, Any] | None = None
+        if self.gm.gmn_checkpoint:
+            from rsretrieval.training.graph_model import load_matcher_file
+
+            self.checkpoint = load_matcher_file(self.gm.gmn_checkpoint)
+        self._untrained: dict[bool, Any] = {}
+        self._from_checkpoint: dict[str, Any] = {}  # head -> GraphMatcher of gmn_checkpoint (None: no such head)
+        self._hungarian: dict[str, tuple[np.ndarray, float]] = {}  # memo -> (matrix, seconds to compute)
+        self.notes: list[str] = []
+        if "gmn" in self.gm.similarities and not (self.gm.train.enabled or self.checkpoint or self.gm.untrained_gmn):
+            self.notes.append("GMN cells skipped: training disabled and no graph_matching.gmn_checkpoint; an untrained "
+                              "GMN is no result")
+
+    def matcher(self, source: str, embeddings: str, variant: str | None, backbone: str | None = None) -> Any:
+        """The trained matcher of a G2G cell (``backbone`` None) or a backbone's VG2VG cell, or None.
+
+        A ``gmn_checkpoint`` serves every variant; trained models are per caption variant.
+        """
+        if self.checkpoint is not None and self.checkpoint["embeddings"] == embeddings:
+            from rsretrieval.training.graph_model import matcher_from_state
+
+            head = backbone or "g2g"
+            if head not in self._from_checkpoint:  # built once per head, not per cell
+                try:
+                    self._from_checkpoint[head] = matcher_from_state(self.checkpoint, head)
+                except KeyError:
+                    self._from_checkpoint[head] = None
+            return self._from_checkpoint[head]
+        if self.models is None:
+            return None
+        if backbone:
+            return self.models.vg2vg.get((source, embeddings, variant, backbone))
+        return self.models.g2g.get((source, embeddings, variant))
+
+    def untrained(self, use_global: bool) -> Any:
+        if use_global not in self._untrained:
+            from rsretrieval.matching.gmn import GraphMatchingNetwork
+
+            cfg = self.gm.gmn.model_copy(update={"use_global": use_global})
+            self._untrained[use_global] = GraphMatchingNetwork(cfg, seed=self.gm.seed).eval()
+        return self._untrained[use_global]
+
+    def variants(self, source: str, embeddings: str, variant: str, backbone: str | None) -> list[GraphCell]:
+        """Every cell of this source x embeddings x caption variant (G2G, or VG2VG of ``backbone``).
+
+        A cell's nodes come from its mode's matcher: the G2G matcher for G2G, the backbone's end-to-end
+        VG2VG matcher for VG2VG (Hungarian included, so GMN and Hungarian cells compare on the same nodes).
+        """
+        model = self.matcher(source, embeddings, variant, backbone)
+        if embeddings == "trained" and model is None and backbone:  # e.g. a checkpoint without this VG2VG head
+            model = self.matcher(source, embeddings, variant)
+        if embeddings == "trained" and model is None:
+            return []  # nothing trained: no trained-node cells
+        encoder = model if embeddings == "trained" else None
+        tag = "vanilla" if encoder is None else f"trained-{variant}-{backbone or 'g2g'}"
+        out = []
+        for sim in self.gm.similarities:
+            if sim == "hungarian":
+                out.append(GraphCell(sim, embeddings, None, encoder, tag))
+            elif model is not None and (backbone is None or model.gmn_cfg.use_global):
+                out.append(GraphCell(sim, embeddings, model.gmn, encoder, tag))
+            elif embeddings == "vanilla" and self.gm.untrained_gmn and not self.gm.train.enabled:
+                out.append(GraphCell(sim, "untrained", self.untrained(backbone is not None), None, tag))
+        return out
+
+    def nodes(self, elements: list[Any], encoder: Any = None) -> Any:
+        """PackedVectors of node embeddings of ``elements``: vanilla, or through ``encoder`` (a GraphMatcher)."""
+        from rsretrieval.graphs.tensors import embed_graphs
+
+        batch = embed_graphs(elements, self.embedder)
+        if encoder is None:
+            return batch.nodes
+        with torch.no_grad():
+            return encoder.encode(batch)
+
+    def score(self, similarity: str, mode: str, q: Any, d: Any, cosine: np.ndarray | None, gmn: Any = None,
+              memo: str = "") -> tuple[np.ndarray, float]:
+        """(Q, D) scores of one cell and the seconds they cost; ``memo`` names the graph sets so G2G and
+        VG2VG share one Hungarian matrix (a shared matrix still reports the seconds it took to compute)."""
+        t0 = time.perf_counter()
+        if similarity == "hungarian":
+            from rsretrieval.matching.hungarian import HungarianScorer
+
+            if not memo or memo not in self._hungarian:  # (Q, D) float32 each: small at paper sizes
+                t1 = time.perf_counter()
+                self._hungarian[memo] = (HungarianScorer(self.gm.hungarian).score(q, d), time.perf_counter() - t1)
+            graph, seconds = self._hungarian[memo]
+            if mode == "g2g":
+                return graph, seconds
+            w = self.gm.vg2vg_weight
+            t2 = time.perf_counter()
+            return (1 - w) * cosine + w * graph, seconds + time.perf_counter() - t2
+        sim_vec = torch.as_tensor(cosine, dtype=torch.float32) if mode == "vg2vg" else None
+        with torch.no_grad():
+            out = gmn.score_matrix(q, d, sim_vec, self.gm.gmn.chunk_size).cpu().numpy()
+        return out, time.perf_counter() - t0
+
+
+def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scoring: GraphScoring,
+                backbone: str | None, vectors: dict[str, Any] | None,
+                tracker: Tracker, per_query_dir: Path, synthetic: bool, ledger: Any = None,
+                shortlist_backbone: str | None = None) -> list[dict[str, Any]]:
+    """G2G cells (``backbone`` None) or VG2VG cells of one backbone (``vectors``: variant -> its global
+    vectors, :class:`~rsretrieval.pipelines.benchmark.two_stage.FullVectors` or ``StoredVectors``). With
+    ``eval.shortlist_k`` every cell reranks the V2V shortlist of ``vectors`` (for G2G those of
+    ``shortlist_backbone``)."""
+    mode = "g2g" if backbone is None else "vg2vg"
+    image_ids = ds.images["image_id"].to_pylist()
+    rows = []
+
+    def nodes(name: str, elements: list[Any], encoder: Any) -> Any:
+        """Node sets in memory (full matrices), or on the two-stage path a store in the run's scratch."""
+        if not cfg.eval.shortlist_k:
+            return scoring.nodes(elements, encoder)
+        from rsretrieval.pipelines.benchmark.two_stage import node_store, scratch_dir
+
+        folder = scratch_dir(per_query_dir.parent) / "nodes" / f"{ds.name}__{mode}__{backbone or '-'}__{name}"
+        return node_store(lambda part: scoring.nodes(part, encoder), elements, folder)
+
+    node_sets: dict[str, tuple[Any, float]] = {}  # name -> (node set, seconds): vanilla ones shared by every cell
+
+    def node_set(name: str, elements: list[Any], encoder: Any, what: str, items: int) -> tuple[Any, float]:
+        if name not in node_sets:
+            t0 = time.perf_counter()
+            node_sets[name] = (nodes(name, elements, encoder), time.perf_counter() - t0)
+        if ledger is not None:
+            ledger.add(ds.name, what, node_sets[name][1], items, detail="node texts embedded once and cached per text")
+        return node_sets[name]
+
+    for source, by_image in graphs.images.items():
+        for embeddings in cfg.graph_matching.embeddings:
+            for variant in cfg.variants:
+                caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
+                cells = scoring.variants(source, embeddings, variant, backbone) if caps.num_rows else []
+                if not cells:
+                    continue
+                cap_ids = caps["caption_id"].to_pylist()
+                gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
+                cosine = None
+                shortlist = vectors[variant].shortlist if cfg.eval.shortlist_k else None
+                if shortlist is None and mode == "vg2vg":
+                    cosine = vectors[variant].cosine_matrix()
+                for cell_spec in cells:
+                    tag = cell_spec.nodes_tag
+                    d, embed_seconds = node_set(f"{source}__{tag}__images", [by_image[i] for i in image_ids],
+                                                cell_spec.encoder, f"nodes:image:{source}:{embeddings}", len(image_ids))
+                    q, _ = node_set(f"{variant}__{tag}__{'' if tag == 'vanilla' else source}__queries",
+                                    [graphs.captions[c] for c in cap_ids], cell_spec.encoder,
+                                    f"nodes:query:{variant}:{embeddings}:{source}", len(cap_ids))
+                    similarity, training, gmn = cell_spec.similarity, cell_spec.training, cell_spec.gmn
+                    if shortlist is not None:
+                        rows.append(_reranked_cell(cfg, ds, scoring, mode, similarity, training, gmn, q, d, vectors[variant],
+                                                   shortlist, gold, cap_ids, image_ids, source, backbone or scoring.embedder.name,
+                                                   variant, synthetic, shortlist_backbone, tracker, per_query_dir))
+                        continue
+                    memo = f"{ds.name}/{source}/{variant}/{tag}"
+                    scores, score_seconds = scoring.score(similarity, mode, q, d, cosine, gmn, memo)
+                    m = torch.as_tensor(scores)
+                    cell = evaluate_cell(lambda s, e: m[s:e], gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
+                                         cfg.eval.top_k_saved, (lambda s, e: m.T[s:e]) if cfg.eval.i2t else None)
+                    keys = {"dataset": ds.name, "variant": variant, "backbone": backbone or scoring.embedder.name,
+                            "mode": mode, "crops": "-", "graphs": source, "similarity": similarity, "training": training}
+                    notes = (["synthetic data"] if synthetic else []) + (["simulated image graphs"] if source == "simulated-vlm" else [])
+                    notes += ["untrained GMN: not a result"] if training == "untrained" else []
+                    info = {"query_vectors": float(q.sizes.float().mean()), "image_vectors": float(d.sizes.float().mean()),
+                            "embed_seconds": embed_seconds, "score_seconds": score_seconds}
+                    rows.append(record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir))
+    return rows
+
+
+def _reranked_cell(cfg: BenchmarkConfig, ds: RSDataset, scoring: GraphScoring, mode: str, similarity: str, training: str,
+                   gmn: Any, q: Any, d: Any, global_vectors: Any, shortlist: Any, gold: np.ndarray,
+                   cap_ids: list[str], image_ids: list[str], source: str, backbone: str, variant: str, synthetic: bool,
+                   shortlist_backbone: str | None, tracker: Tracker, per_query_dir: Path) -> dict[str, Any]:
+    """One graph cell of the two-stage path: the mode's pair scorer on each query's V2V shortlist."""
+    from rsretrieval.matching.hungarian import HungarianScorer
+    from rsretrieval.pipelines.benchmark.two_stage import graph_pair_scorer, mean_set_size
+    from rsretrieval.search.rerank import evaluate_reranked
+
+    cosine = global_vectors.cosine_pairs() if mode == "vg2vg" else None
+    scorer = graph_pair_scorer(similarity, q, d, HungarianScorer(cfg.graph_matching.hungarian), gmn, cosine,
+                               cfg.graph_matching.vg2vg_weight)
+    t0 = time.perf_counter()
+    cell = evaluate_reranked(shortlist, scorer, gold, cfg.eval.ks, cfg.eval.top_k_saved)
+    keys = {"dataset": ds.name, "variant": variant, "backbone": backbone, "mode": mode, "crops": "-", "graphs": source,
+            "similarity": similarity, "training": training}
+    notes = (["synthetic data"] if synthetic else []) + (["simulated image graphs"] if source == "simulated-vlm" else [])
+    notes += [f"reranked V2V top-{cfg.eval.shortlist_k}" + (f" of {shortlist_backbone}" if shortlist_backbone else "")]
+    info = {"query_vectors": mean_set_size(q), "image_vectors": mean_set_size(d),
+            "score_seconds": cell.score_seconds, "rerank_seconds": time.perf_counter() - t0}
+    return record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir)

@@ -1,0 +1,128 @@
+"""Trust columns of a run's results: duplicate-aware R@K, the ceiling, bootstrap CIs, p-values vs V2V.
+
+Everything is computed after the cells ran, from each cell's per-query Parquet (ranks and saved top-k)
+and the caption texts, so every mode (full matrix, reranked, graph) gets the same treatment without
+rescoring. Columns added to each results row (K in ``eval.ks``; mR when ks holds 1, 5, 10):
+
+* ``R@K_ci_low`` / ``R@K_ci_high``, ``mR_ci_low`` / ``mR_ci_high``: percentile bootstrap over queries.
+* ``dedup_R@K``, ``dedup_mR``, ``dedup_queries``: one query per (normalised text, gold image).
+* ``mp_R@K``, ``mp_mR``: multi-positive (images described by an identical text count as hits).
+* ``ceiling_R@K``, ``ceiling_mR``: the best standard value any text-only ranker can reach.
+* ``p_vs_v2v``: one-sided p-value that the cell beats the V2V cell of the same dataset, variant and
+  backbone on the same queries. G2G does not use an image backbone: its p is the largest over the V2V
+  cells of every backbone (significant only if it beats all of them).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from rsretrieval.config import EvalConfig
+from rsretrieval.evaluation.duplicates import dedup_mask, multi_positive_lists, multi_positive_ranks, recall_ceiling
+from rsretrieval.evaluation.metrics import mean_recall, recall_at_k
+from rsretrieval.evaluation.uncertainty import bootstrap_ci, paired_test
+from rsretrieval.pipelines.benchmark.cells import per_query_name
+
+log = logging.getLogger(__name__)
+
+
+def _with_mr(prefix: str, rec: dict[int, float], ks: list[int]) -> dict[str, float]:
+    out = {f"{prefix}R@{k}": v for k, v in rec.items()}
+    if {1, 5, 10} <= set(ks):
+        out[f"{prefix}mR"] = mean_recall(rec)
+    return out
+
+
+def duplicate_aware(table: Any, texts: dict[str, str], ks: list[int]) -> dict[str, float]:
+    """dedup_*, mp_*, ceiling_* metrics of one cell's per-query table (pandas) given caption id -> text."""
+    q_texts = [texts.get(q, q) for q in table["query_id"]]  # an unknown id is its own text (no duplicate)
+    image_index: dict[str, int] = {}
+    gold = np.array([image_index.setdefault(g, len(image_index)) for g in table["gold_image_id"]], dtype=np.int64)
+    ranks = table["rank"].to_numpy()
+    keep = dedup_mask(q_texts, gold)
+    out = _with_mr("dedup_", recall_at_k(ranks[keep], ks), ks)
+    out["dedup_queries"] = int(keep.sum())
+    names = {v: k for k, v in image_index.items()}
+    positives = [[names[i] for i in lst] for lst in multi_positive_lists(q_texts, gold)]
+    top_ids = np.array([list(x) for x in table["topk_image_ids"]], dtype=object)
+    top_scores = np.array([list(x) for x in table["topk_scores"]], dtype=np.float64)
+    if top_ids.ndim != 2:  # ragged lists (a gallery smaller than top-k): no top-k shortcut
+        top_ids, top_scores = np.zeros((len(ranks), 0), object), np.zeros((len(ranks), 0))
+    mp = multi_positive_ranks(ranks, top_ids, top_scores, positives)
+    out.update(_with_mr("mp_", recall_at_k(mp, ks), ks))
+    out.update(_with_mr("ceiling_", recall_ceiling(q_texts, gold, ks), ks))
+    return out
+
+
+def _cis(ranks: np.ndarray, ecfg: EvalConfig) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, (lo, hi) in bootstrap_ci(ranks, ecfg.ks, ecfg.bootstrap_resamples, ecfg.confidence,
+                                       ecfg.bootstrap_seed).items():
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = lo, hi
+    return out
+
+
+def _paired_p(a: Any, b: Any, ecfg: EvalConfig) -> float:
+    """p-value of 'a beats b' on the queries they share (aligned by query id)."""
+    b_rank = dict(zip(b["query_id"], b["rank"]))
+    common = [i for i, q in enumerate(a["query_id"]) if q in b_rank]
+    if not common:
+        return float("nan")
+    ra = a["rank"].to_numpy()[common]
+    rb = np.array([b_rank[q] for q in a["query_id"].to_numpy()[common]])
+    return paired_test(ra, rb, ecfg.ks, ecfg.paired_test, ecfg.bootstrap_resamples, ecfg.bootstrap_seed)
+
+
+def add_trust_columns(rows: list[dict[str, Any]], per_query_dir: Path, texts: dict[str, dict[str, str]],
+                      ecfg: EvalConfig) -> list[str]:
+    """Add the trust columns to ``rows`` in place (texts: dataset -> caption id -> text); return footnotes."""
+    if not rows:
+        return []
+    tables = {}
+    for row in rows:
+        path = Path(per_query_dir) / f"{per_query_name(row)}.parquet"
+        tables[id(row)] = pq.read_table(path).to_pandas() if path.is_file() else None
+    for row in rows:
+        t = tables[id(row)]
+        if t is None:
+            log.warning("no per-query ranks for %s: trust columns left empty", per_query_name(row))
+            continue
+        if ecfg.bootstrap_resamples > 0:
+            row.update(_cis(t["rank"].to_numpy(), ecfg))
+        if ecfg.duplicate_aware:
+            row.update(duplicate_aware(t, texts.get(row["dataset"], {}), ecfg.ks))
+        if row["mode"] != "v2v" and ecfg.bootstrap_resamples > 0 and {1, 5, 10} <= set(ecfg.ks):
+            bases = [b for b in rows if b["mode"] == "v2v" and b["dataset"] == row["dataset"]
+                     and b["variant"] == row["variant"] and (row["mode"] == "g2g" or b["backbone"] == row["backbone"])
+                     and tables[id(b)] is not None]
+            ps = [_paired_p(t, tables[id(b)], ecfg) for b in bases]
+            row["p_vs_v2v"] = max(ps) if ps else float("nan")
+    notes = []
+    if ecfg.bootstrap_resamples > 0:
+        notes.append(f"CIs: {100 * ecfg.confidence:g}% percentile bootstrap over queries ({ecfg.bootstrap_resamples} "
+                     f"resamples, seed {ecfg.bootstrap_seed}); p_vs_v2v: one-sided paired {ecfg.paired_test} test "
+                     "of mR against V2V of the same dataset, variant and backbone, on the same queries (G2G: the "
+                     "largest p over the backbones); no multiple-comparison correction")
+    if ecfg.duplicate_aware:
+        notes.append("dedup_*: one query per (normalised caption text, gold image); mp_*: an image described by an "
+                     "identical caption counts as a hit; ceiling_*: the best standard value a text-only ranker can "
+                     "reach (identical texts get identical rankings)")
+    return notes
+
+
+def trust_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The trust columns of every row as MLflow metrics (``<dataset>/<variant>/<backbone>/<cell>/<column>``)."""
+    from rsretrieval.pipelines.benchmark.cells import cell_name
+    from rsretrieval.pipelines.runtime.tracking import metric_key
+
+    out = {}
+    for row in rows:
+        for k, v in row.items():
+            if (k.startswith(("dedup_", "mp_", "ceiling_")) or "_ci_" in k or k == "p_vs_v2v") and v == v:
+                out[metric_key(row["dataset"], row["variant"], row["backbone"], cell_name(row), k)] = float(v)
+    return out

@@ -1,0 +1,174 @@
+"""The benchmark's two-stage path (``eval.shortlist_k``): vectors stay on disk, queries stream in blocks.
+
+Every vector the V2V / V2S / S2V / S2S cells need is read through an ordered, memory-mapped
+:class:`~rsretrieval.search.store.VectorStore` built from the embedding stage's Parquet shards
+(:func:`rsretrieval.pipelines.stages.stores.embedding_store`): the V2V shortlist streams the caption vectors
+``eval.chunk_size`` queries at a time against the image store's shards and writes its (Q, k) result
+to memory-mapped files under ``<run>/shortlists/``; each rerank reads only a batch's distinct queries
+and candidate images. V2V itself is ranked from the shortlist's scores (ranks beyond k are reported
+as k + 1, like every reranked cell). So no cell holds a (Q, D), (N, D) or (Q, N) array in the driver;
+what stays in memory is per query: the gold index, its rank and the saved top-k.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from rsretrieval.evaluation.retrieval import gold_indices
+from rsretrieval.config import GRAPH_MODES, SCENE_IMAGE_MODES, SCENE_TEXT_MODES, BenchmarkConfig
+from rsretrieval.search.store import StoreSetPairs, VectorStore
+from rsretrieval.search.topk import TopK, store_topk, unit_rows
+
+
+@dataclass
+class FullVectors:
+    """One variant's L2-normalised caption and image vectors in memory (the full-matrix path)."""
+
+    captions: np.ndarray
+    images: np.ndarray
+
+    def cosine_matrix(self) -> np.ndarray:
+        return self.captions @ self.images.T
+
+    def cosine_pairs(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        from rsretrieval.search.rerank import CosinePairs
+
+        return CosinePairs(self.captions, self.images)
+
+
+@dataclass
+class StoredVectors:
+    """One variant's global vectors in stores, its queries' store items and its V2V shortlist."""
+
+    cap_store: VectorStore
+    cap_items: np.ndarray
+    img_store: VectorStore
+    shortlist: TopK
+
+    def cosine_pairs(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        from rsretrieval.search.rerank import CosinePairs
+
+        return StoreSetPairs(self.cap_store, self.cap_items, self.img_store,
+                             lambda q, d, *_: CosinePairs(unit_rows(q.vectors), unit_rows(d.vectors)))
+
+
+@dataclass
+class BackboneStores:
+    """The stores of one dataset split x backbone."""
+
+    images: VectorStore
+    captions: VectorStore
+    crops: dict[str, VectorStore]  # crop method -> image scene sets
+    text_scenes: VectorStore | None
+
+
+def open_stores(ds: Any, scenes: Any, img_dir: Path, cap_dir: Path, crop_dirs: dict[str, Path],
+                txt_dir: Path | None) -> BackboneStores:
+    """Ordered stores of a split's embeddings (converted once, then opened from the cache)."""
+    from rsretrieval.pipelines.stages.stores import embedding_store
+
+    image_ids, caption_ids = ds.images["image_id"], ds.captions["caption_id"]
+    return BackboneStores(
+        embedding_store(img_dir, image_ids), embedding_store(cap_dir, caption_ids),
+        {m: embedding_store(p, image_ids, scenes.image[m], "image_id") for m, p in crop_dirs.items()},
+        embedding_store(txt_dir, caption_ids, scenes.text, "caption_id") if txt_dir else None)
+
+
+def two_stage_cells(cfg: BenchmarkConfig, ds: Any, scenes: Any, backbone: str, stores: BackboneStores,
+                    run_dir: Path, cells: list[tuple[str, str | None]],
+                    record: Callable[..., dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, StoredVectors]]:
+    """V2V and the scene modes of one backbone on the two-stage path; also returns variant ->
+    :class:`StoredVectors` for the graph modes. ``record(keys, cell, caps, gold, q_sizes, d_sizes, notes)``
+    writes one results row."""
+    from rsretrieval.search.rerank import LateInteractionPairs, evaluate_reranked
+
+    k, agg = cfg.eval.shortlist_k, cfg.late_interaction.aggregation
+    rows: list[dict[str, Any]] = []
+    vectors: dict[str, StoredVectors] = {}
+    for variant in cfg.variants:
+        mask = pc.equal(ds.captions["variant"], variant)
+        items = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        if len(items) == 0:
+            continue
+        caps = ds.captions.filter(mask)
+        gold = gold_indices(caps["image_id"], ds.images["image_id"])
+        out = scratch_dir(run_dir) / "shortlists" / f"{ds.name}__{variant}__{backbone}"
+        shortlist = store_topk(stores.captions, items, stores.images, k, out, query_block=cfg.eval.chunk_size,
+                               backend=cfg.eval.shortlist_backend)
+        vectors[variant] = StoredVectors(stores.captions, items, stores.images, shortlist)
+        for mode, method in cells:
+            if mode in GRAPH_MODES:
+                continue
+            scorer = None  # V2V: the shortlist's own scores
+            q_store = stores.text_scenes if mode in SCENE_TEXT_MODES else stores.captions
+            d_store = stores.crops[method] if mode in SCENE_IMAGE_MODES else stores.images
+            if mode != "v2v":
+                scorer = StoreSetPairs(q_store, items, d_store, lambda q, d, *_: LateInteractionPairs(q, d, agg))
+            cell = evaluate_reranked(shortlist, scorer, gold, cfg.eval.ks, cfg.eval.top_k_saved)
+            keys = {"dataset": ds.name, "variant": variant, "backbone": backbone, "mode": mode,
+                    "crops": scenes.crop_names[method] if method else "-", "graphs": "-",
+                    "similarity": "cosine" if mode == "v2v" else agg, "training": "none"}
+            note = (f"V2V top-{k} shortlist (ranks > {k} reported as {k + 1})" if mode == "v2v"
+                    else f"reranked V2V top-{k}")
+            rows.append(record(keys, cell, caps, gold, mean_set_size(q_store, items), mean_set_size(d_store), note))
+    return rows, vectors
+
+
+def mean_set_size(store: VectorStore, items: np.ndarray | None = None) -> float:
+    """Mean vectors per item of a store (over ``items`` when given), from its offsets only."""
+    sizes = np.concatenate([np.diff(o) for o in store.offsets]) if store.offsets else np.zeros(0)
+    sizes = sizes if items is None else sizes[items]
+    return float(sizes.mean()) if len(sizes) else float("nan")
+
+
+def scratch_dir(run_dir: Path) -> Path:
+    """Where a run keeps its memory-mapped scratch (shortlists, graph node stores)."""
+    return Path(run_dir) / "scratch"
+
+
+def drop_scratch(run_dir: Path) -> None:
+    """The scratch is one run's (a shortlist is Q x k x 12 bytes): removed at its end."""
+    shutil.rmtree(scratch_dir(run_dir), ignore_errors=True)
+
+
+def node_store(nodes_of: Callable[[list[Any]], Any], elements: list[Any], folder: Path, block: int = 4096) -> VectorStore:
+    """Graph node sets of ``elements`` (in gallery or query order) embedded ``block`` graphs at a time by
+    ``nodes_of`` (graphs -> PackedVectors) into a store: item ``i`` = ``elements[i]``."""
+    from rsretrieval.search.store import StoreWriter
+
+    if folder.exists():  # a cut-off earlier attempt of this run
+        shutil.rmtree(folder)
+    writer = None
+    for a in range(0, len(elements), block):
+        nodes = nodes_of(elements[a : a + block])
+        vectors = nodes.vectors.detach().cpu().numpy()
+        writer = writer or StoreWriter(folder, vectors.shape[1], "graph nodes")
+        writer.add([str(i) for i in range(a, a + len(nodes))], vectors, nodes.sizes.numpy())
+    if writer is None:
+        raise ValueError(f"{folder}: no graphs to store")
+    return writer.close()
+
+
+def graph_pair_scorer(similarity: str, q_nodes: VectorStore, d_nodes: VectorStore, hungarian: Any, gmn: Any,
+                      cosine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None, w: float,
+                      batch: int = 4096) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """G2G / VG2VG on stored node sets (query item = variant-local query index): Hungarian, mixed with
+    ``cosine`` as ``(1 - w) cosine + w Hungarian`` for VG2VG, or the GMN reading ``cosine`` itself."""
+    from rsretrieval.search.rerank import GMNPairs, HungarianPairs, MixedPairs
+
+    items = np.arange(len(q_nodes))
+    if similarity == "hungarian":
+        scorer: Any = StoreSetPairs(q_nodes, items, d_nodes, lambda q, d, *_: HungarianPairs(hungarian, q, d), batch)
+        return MixedPairs(cosine, scorer, w) if cosine is not None else scorer
+
+    def make(q: Any, d: Any, queries: np.ndarray, docs: np.ndarray) -> Any:
+        return GMNPairs(gmn, q, d, None if cosine is None else (lambda a, b: cosine(queries[a], docs[b])))
+
+    return StoreSetPairs(q_nodes, items, d_nodes, make, batch)

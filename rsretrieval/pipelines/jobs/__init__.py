@@ -1,0 +1,1 @@
+"""Job bodies behind ``rsretrieval <subcommand>``: generate, train, sweep, query, analyze."""

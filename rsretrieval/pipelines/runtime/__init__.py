@@ -1,0 +1,1 @@
+"""Ray/MLflow plumbing shared by every pipeline: Ray sessions, tracking, preflight, checkpoints."""
