@@ -49,6 +49,12 @@ def benchmark(args: argparse.Namespace) -> Any:
     if args.print_config:
         print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         return None
+    if getattr(args, "plan", False):
+        from rsretrieval.pipelines.benchmark.plan import build_plan, format_plan
+
+        plan = build_plan(cfg)
+        print(format_plan(plan, cfg))
+        return plan
     if getattr(args, "seeds", None):
         from rsretrieval.pipelines.benchmark.seeds import run_seeds
 
@@ -101,6 +107,8 @@ def outputs_summary(cfg: Any, result: Any) -> str:
 
 
 def add_seeds_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plan", action="store_true", help="print the plan (cells, stages, which are cached, estimated "
+                   "Gemini requests and cost) and exit without running anything")
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                    help="run once per training seed (graph encoder / GMN / heads) and write mean ± sd per cell "
                         "to <output_dir>/<run_name>-seeds/")
