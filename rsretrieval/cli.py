@@ -50,7 +50,8 @@ def benchmark(args: argparse.Namespace) -> Any:
         print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         return None
     if getattr(args, "plan", False):
-        from rsretrieval.pipelines.benchmark.plan import build_plan, format_plan
+        from rsretrieval.pipelines.benchmark.plan import build_plan
+        from rsretrieval.pipelines.benchmark.plan_report import format_plan
 
         plan = build_plan(cfg)
         print(format_plan(plan, cfg))

@@ -22,7 +22,7 @@ def indexed(session_cache: Path, ray_local):
 
 def test_v2v_query_scores_equal_the_benchmark_embeddings(indexed) -> None:
     from rsretrieval.data.registry import evaluation_split, load_dataset
-    from rsretrieval.pipelines.benchmark.run import split_vectors
+    from rsretrieval.pipelines.benchmark.steps import split_vectors
     from rsretrieval.pipelines.jobs.query import query_scores, ranked
 
     cfg, index = indexed

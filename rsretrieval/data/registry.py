@@ -19,6 +19,14 @@ def synthrs_dir(options: SynthRSOptions, cache_dir: Path) -> Path:
     return Path(cache_dir) / "synthrs" / key
 
 
+def synthrs_generated(options: SynthRSOptions, cache_dir: Path) -> bool:
+    """Whether the synthetic dataset of ``options`` is already rendered in ``cache_dir``."""
+    from rsretrieval.data.synthrs import SynthRSConfig, is_complete
+
+    config = SynthRSConfig(seed=options.seed, n_train=options.n_train, n_val=options.n_val, n_test=options.n_test)
+    return is_complete(synthrs_dir(options, cache_dir), config)
+
+
 def load_synthrs_dataset(options: SynthRSOptions, cache_dir: Path) -> RSDataset:
     """Generate (first use) or load the embedded synthetic dataset."""
     from rsretrieval.data.synthrs import SynthRSConfig, generate_synthrs

@@ -95,7 +95,7 @@ def load_synthrs(out_dir: Path) -> RSDataset:
                      graphs_table(pq.read_table(out_dir / "graphs.parquet").to_pylist()))
 
 
-def _manifest_ok(out_dir: Path, config: SynthRSConfig) -> bool:
+def is_complete(out_dir: Path, config: SynthRSConfig) -> bool:
     try:
         m = json.loads((out_dir / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -107,7 +107,7 @@ def _manifest_ok(out_dir: Path, config: SynthRSConfig) -> bool:
 def generate_synthrs(config: SynthRSConfig, out_dir: Path) -> RSDataset:
     """Render the dataset into ``out_dir`` (PNGs + parquet tables + manifest), or load it if already complete."""
     out_dir = Path(out_dir)
-    if _manifest_ok(out_dir, config):
+    if is_complete(out_dir, config):
         return load_synthrs(out_dir)
     (out_dir / "manifest.json").unlink(missing_ok=True)
     img_dir = out_dir / "images"

@@ -193,10 +193,16 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path,
 _ANNOUNCED: set[Path] = set()
 
 
+def rs_tiny_path(train: RSDataset, options: RsTinyOptions, cache_dir: Path,
+                 scenes: ImageScenesConfig | None = None) -> Path:
+    """Where the rs-tiny checkpoint for (options, data, crop config) is cached."""
+    return Path(cache_dir) / "backbones" / f"{MODEL_NAME}-{checkpoint_key(options, train, scenes)}.pt"
+
+
 def ensure_rs_tiny(train: RSDataset, options: RsTinyOptions, cache_dir: Path,
                    scenes: ImageScenesConfig | None = None) -> Path:
     """Path of the trained rs-tiny checkpoint for (options, data, crop config); trains it when not cached."""
-    path = Path(cache_dir) / "backbones" / f"{MODEL_NAME}-{checkpoint_key(options, train, scenes)}.pt"
+    path = rs_tiny_path(train, options, cache_dir, scenes)
     if path.exists():
         if path not in _ANNOUNCED:  # resolved once per backbone use; say it once per process
             _ANNOUNCED.add(path)

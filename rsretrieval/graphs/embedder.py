@@ -131,6 +131,12 @@ def _device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def embedder_name(model: str) -> str:
+    """The name a node embedder's vectors are cached and reported under: the default keeps its short
+    name; a folder is named by its absolute path, so two folders never share a cache."""
+    return DEFAULT_MODEL if model in _DEFAULT_ALIASES else str(Path(model).expanduser().resolve())
+
+
 def load_text_embedder(cfg: "NodeEmbedderConfig", cache_dir: str | Path | None = None) -> TextEmbedder:
     """The configured sentence-transformers embedder, offline; wrapped in a cache when ``cache_dir`` is set."""
     import importlib.util
@@ -143,8 +149,7 @@ def load_text_embedder(cfg: "NodeEmbedderConfig", cache_dir: str | Path | None =
         st = lazy_import("sentence_transformers")
         return st.SentenceTransformer(str(path), device=_device(cfg.device), local_files_only=True)
 
-    # the default keeps its short name; a folder is named by its absolute path so two folders never share a cache
-    name = DEFAULT_MODEL if cfg.model in _DEFAULT_ALIASES else str(path.resolve())
+    name = embedder_name(cfg.model)
     dim = declared_dim(path)
     embedder: TextEmbedder = (SentenceTransformerEmbedder(None, name, cfg.batch_size, loader=load, dim=dim)
                               if dim is not None else SentenceTransformerEmbedder(load(), name, cfg.batch_size))

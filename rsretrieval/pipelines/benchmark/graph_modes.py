@@ -31,13 +31,11 @@ import torch
 
 from rsretrieval.config import BenchmarkConfig
 from rsretrieval.data.schema import RSDataset
-from rsretrieval.evaluation.retrieval import evaluate_cell, gold_indices
 from rsretrieval.generation.offline import NoOfflineBackend
 from rsretrieval.generation.tasks import TextGraph
 from rsretrieval.graphs.schema import ImageSceneGraph
-from rsretrieval.pipelines.benchmark.cells import record_cell
+from rsretrieval.pipelines.benchmark.plan import graph_cell_kinds
 from rsretrieval.pipelines.stages.generation_tasks import ground_truth_graphs, run_task, save_outputs, task_inputs
-from rsretrieval.pipelines.runtime.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +191,8 @@ class GraphScoring:
         return self._untrained[use_global]
 
     def variants(self, source: str, embeddings: str, variant: str, backbone: str | None) -> list[GraphCell]:
-        """Every cell of this source x embeddings x caption variant (G2G, or VG2VG of ``backbone``).
+        """Every cell of this source x embeddings x caption variant (G2G, or VG2VG of ``backbone``);
+        which ones exist: :func:`~rsretrieval.pipelines.benchmark.plan.graph_cell_kinds`.
 
         A cell's nodes come from its mode's matcher: the G2G matcher for G2G, the backbone's end-to-end
         VG2VG matcher for VG2VG (Hungarian included, so GMN and Hungarian cells compare on the same nodes).
@@ -201,18 +200,19 @@ class GraphScoring:
         model = self.matcher(source, embeddings, variant, backbone)
         if embeddings == "trained" and model is None and backbone:  # e.g. a checkpoint without this VG2VG head
             model = self.matcher(source, embeddings, variant)
-        if embeddings == "trained" and model is None:
-            return []  # nothing trained: no trained-node cells
+        kinds = graph_cell_kinds(list(self.gm.similarities), embeddings, model is not None,
+                                 model is not None and model.gmn_cfg.use_global, backbone is not None,
+                                 self.gm.untrained_gmn, self.gm.train.enabled)
         encoder = model if embeddings == "trained" else None
         tag = "vanilla" if encoder is None else f"trained-{variant}-{backbone or 'g2g'}"
         out = []
-        for sim in self.gm.similarities:
+        for sim, training in kinds:
             if sim == "hungarian":
-                out.append(GraphCell(sim, embeddings, None, encoder, tag))
-            elif model is not None and (backbone is None or model.gmn_cfg.use_global):
-                out.append(GraphCell(sim, embeddings, model.gmn, encoder, tag))
-            elif embeddings == "vanilla" and self.gm.untrained_gmn and not self.gm.train.enabled:
-                out.append(GraphCell(sim, "untrained", self.untrained(backbone is not None), None, tag))
+                out.append(GraphCell(sim, training, None, encoder, tag))
+            elif training == "untrained":
+                out.append(GraphCell(sim, training, self.untrained(backbone is not None), None, tag))
+            else:
+                out.append(GraphCell(sim, training, model.gmn, encoder, tag))
         return out
 
     def nodes(self, elements: list[Any], encoder: Any = None) -> Any:
@@ -246,98 +246,3 @@ class GraphScoring:
         with torch.no_grad():
             out = gmn.score_matrix(q, d, sim_vec, self.gm.gmn.chunk_size).cpu().numpy()
         return out, time.perf_counter() - t0
-
-
-def graph_cells(cfg: BenchmarkConfig, ds: RSDataset, graphs: DatasetGraphs, scoring: GraphScoring,
-                backbone: str | None, vectors: dict[str, Any] | None,
-                tracker: Tracker, per_query_dir: Path, synthetic: bool, ledger: Any = None,
-                shortlist_backbone: str | None = None) -> list[dict[str, Any]]:
-    """G2G cells (``backbone`` None) or VG2VG cells of one backbone (``vectors``: variant -> its global
-    vectors, :class:`~rsretrieval.pipelines.benchmark.two_stage.FullVectors` or ``StoredVectors``). With
-    ``eval.shortlist_k`` every cell reranks the V2V shortlist of ``vectors`` (for G2G those of
-    ``shortlist_backbone``)."""
-    mode = "g2g" if backbone is None else "vg2vg"
-    image_ids = ds.images["image_id"].to_pylist()
-    rows = []
-
-    def nodes(name: str, elements: list[Any], encoder: Any) -> Any:
-        """Node sets in memory (full matrices), or on the two-stage path a store in the run's scratch."""
-        if not cfg.eval.shortlist_k:
-            return scoring.nodes(elements, encoder)
-        from rsretrieval.pipelines.benchmark.two_stage import node_store, scratch_dir
-
-        folder = scratch_dir(per_query_dir.parent) / "nodes" / f"{ds.name}__{mode}__{backbone or '-'}__{name}"
-        return node_store(lambda part: scoring.nodes(part, encoder), elements, folder)
-
-    node_sets: dict[str, tuple[Any, float]] = {}  # name -> (node set, seconds): vanilla ones shared by every cell
-
-    def node_set(name: str, elements: list[Any], encoder: Any, what: str, items: int) -> tuple[Any, float]:
-        if name not in node_sets:
-            t0 = time.perf_counter()
-            node_sets[name] = (nodes(name, elements, encoder), time.perf_counter() - t0)
-        if ledger is not None:
-            ledger.add(ds.name, what, node_sets[name][1], items, detail="node texts embedded once and cached per text")
-        return node_sets[name]
-
-    for source, by_image in graphs.images.items():
-        for embeddings in cfg.graph_matching.embeddings:
-            for variant in cfg.variants:
-                caps = ds.captions.filter(pc.equal(ds.captions["variant"], variant))
-                cells = scoring.variants(source, embeddings, variant, backbone) if caps.num_rows else []
-                if not cells:
-                    continue
-                cap_ids = caps["caption_id"].to_pylist()
-                gold = gold_indices(caps["image_id"].to_pylist(), image_ids)
-                cosine = None
-                shortlist = vectors[variant].shortlist if cfg.eval.shortlist_k else None
-                if shortlist is None and mode == "vg2vg":
-                    cosine = vectors[variant].cosine_matrix()
-                for cell_spec in cells:
-                    tag = cell_spec.nodes_tag
-                    d, embed_seconds = node_set(f"{source}__{tag}__images", [by_image[i] for i in image_ids],
-                                                cell_spec.encoder, f"nodes:image:{source}:{embeddings}", len(image_ids))
-                    q, _ = node_set(f"{variant}__{tag}__{'' if tag == 'vanilla' else source}__queries",
-                                    [graphs.captions[c] for c in cap_ids], cell_spec.encoder,
-                                    f"nodes:query:{variant}:{embeddings}:{source}", len(cap_ids))
-                    similarity, training, gmn = cell_spec.similarity, cell_spec.training, cell_spec.gmn
-                    if shortlist is not None:
-                        rows.append(_reranked_cell(cfg, ds, scoring, mode, similarity, training, gmn, q, d, vectors[variant],
-                                                   shortlist, gold, cap_ids, image_ids, source, backbone or scoring.embedder.name,
-                                                   variant, synthetic, shortlist_backbone, tracker, per_query_dir))
-                        continue
-                    memo = f"{ds.name}/{source}/{variant}/{tag}"
-                    scores, score_seconds = scoring.score(similarity, mode, q, d, cosine, gmn, memo)
-                    m = torch.as_tensor(scores)
-                    cell = evaluate_cell(lambda s, e: m[s:e], gold, len(image_ids), cfg.eval.ks, cfg.eval.chunk_size,
-                                         cfg.eval.top_k_saved, (lambda s, e: m.T[s:e]) if cfg.eval.i2t else None)
-                    keys = {"dataset": ds.name, "variant": variant, "backbone": backbone or scoring.embedder.name,
-                            "mode": mode, "crops": "-", "graphs": source, "similarity": similarity, "training": training}
-                    notes = (["synthetic data"] if synthetic else []) + (["simulated image graphs"] if source == "simulated-vlm" else [])
-                    notes += ["untrained GMN: not a result"] if training == "untrained" else []
-                    info = {"query_vectors": float(q.sizes.float().mean()), "image_vectors": float(d.sizes.float().mean()),
-                            "embed_seconds": embed_seconds, "score_seconds": score_seconds}
-                    rows.append(record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir))
-    return rows
-
-
-def _reranked_cell(cfg: BenchmarkConfig, ds: RSDataset, scoring: GraphScoring, mode: str, similarity: str, training: str,
-                   gmn: Any, q: Any, d: Any, global_vectors: Any, shortlist: Any, gold: np.ndarray,
-                   cap_ids: list[str], image_ids: list[str], source: str, backbone: str, variant: str, synthetic: bool,
-                   shortlist_backbone: str | None, tracker: Tracker, per_query_dir: Path) -> dict[str, Any]:
-    """One graph cell of the two-stage path: the mode's pair scorer on each query's V2V shortlist."""
-    from rsretrieval.matching.hungarian import HungarianScorer
-    from rsretrieval.pipelines.benchmark.two_stage import graph_pair_scorer, mean_set_size
-    from rsretrieval.search.rerank import evaluate_reranked
-
-    cosine = global_vectors.cosine_pairs() if mode == "vg2vg" else None
-    scorer = graph_pair_scorer(similarity, q, d, HungarianScorer(cfg.graph_matching.hungarian), gmn, cosine,
-                               cfg.graph_matching.vg2vg_weight)
-    t0 = time.perf_counter()
-    cell = evaluate_reranked(shortlist, scorer, gold, cfg.eval.ks, cfg.eval.top_k_saved)
-    keys = {"dataset": ds.name, "variant": variant, "backbone": backbone, "mode": mode, "crops": "-", "graphs": source,
-            "similarity": similarity, "training": training}
-    notes = (["synthetic data"] if synthetic else []) + (["simulated image graphs"] if source == "simulated-vlm" else [])
-    notes += [f"reranked V2V top-{cfg.eval.shortlist_k}" + (f" of {shortlist_backbone}" if shortlist_backbone else "")]
-    info = {"query_vectors": mean_set_size(q), "image_vectors": mean_set_size(d),
-            "score_seconds": cell.score_seconds, "rerank_seconds": time.perf_counter() - t0}
-    return record_cell(keys, cell, cap_ids, gold, image_ids, info, notes, tracker, per_query_dir)

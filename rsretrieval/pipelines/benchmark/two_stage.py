@@ -19,12 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
-from rsretrieval.evaluation.retrieval import gold_indices
-from rsretrieval.config import GRAPH_MODES, SCENE_IMAGE_MODES, SCENE_TEXT_MODES, BenchmarkConfig
 from rsretrieval.search.store import StoreSetPairs, VectorStore
-from rsretrieval.search.topk import TopK, store_topk, unit_rows
+from rsretrieval.search.topk import TopK, unit_rows
 
 
 @dataclass
@@ -79,46 +76,6 @@ def open_stores(ds: Any, scenes: Any, img_dir: Path, cap_dir: Path, crop_dirs: d
         embedding_store(img_dir, image_ids), embedding_store(cap_dir, caption_ids),
         {m: embedding_store(p, image_ids, scenes.image[m], "image_id") for m, p in crop_dirs.items()},
         embedding_store(txt_dir, caption_ids, scenes.text, "caption_id") if txt_dir else None)
-
-
-def two_stage_cells(cfg: BenchmarkConfig, ds: Any, scenes: Any, backbone: str, stores: BackboneStores,
-                    run_dir: Path, cells: list[tuple[str, str | None]],
-                    record: Callable[..., dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, StoredVectors]]:
-    """V2V and the scene modes of one backbone on the two-stage path; also returns variant ->
-    :class:`StoredVectors` for the graph modes. ``record(keys, cell, caps, gold, q_sizes, d_sizes, notes)``
-    writes one results row."""
-    from rsretrieval.search.rerank import LateInteractionPairs, evaluate_reranked
-
-    k, agg = cfg.eval.shortlist_k, cfg.late_interaction.aggregation
-    rows: list[dict[str, Any]] = []
-    vectors: dict[str, StoredVectors] = {}
-    for variant in cfg.variants:
-        mask = pc.equal(ds.captions["variant"], variant)
-        items = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-        if len(items) == 0:
-            continue
-        caps = ds.captions.filter(mask)
-        gold = gold_indices(caps["image_id"], ds.images["image_id"])
-        out = scratch_dir(run_dir) / "shortlists" / f"{ds.name}__{variant}__{backbone}"
-        shortlist = store_topk(stores.captions, items, stores.images, k, out, query_block=cfg.eval.chunk_size,
-                               backend=cfg.eval.shortlist_backend)
-        vectors[variant] = StoredVectors(stores.captions, items, stores.images, shortlist)
-        for mode, method in cells:
-            if mode in GRAPH_MODES:
-                continue
-            scorer = None  # V2V: the shortlist's own scores
-            q_store = stores.text_scenes if mode in SCENE_TEXT_MODES else stores.captions
-            d_store = stores.crops[method] if mode in SCENE_IMAGE_MODES else stores.images
-            if mode != "v2v":
-                scorer = StoreSetPairs(q_store, items, d_store, lambda q, d, *_: LateInteractionPairs(q, d, agg))
-            cell = evaluate_reranked(shortlist, scorer, gold, cfg.eval.ks, cfg.eval.top_k_saved)
-            keys = {"dataset": ds.name, "variant": variant, "backbone": backbone, "mode": mode,
-                    "crops": scenes.crop_names[method] if method else "-", "graphs": "-",
-                    "similarity": "cosine" if mode == "v2v" else agg, "training": "none"}
-            note = (f"V2V top-{k} shortlist (ranks > {k} reported as {k + 1})" if mode == "v2v"
-                    else f"reranked V2V top-{k}")
-            rows.append(record(keys, cell, caps, gold, mean_set_size(q_store, items), mean_set_size(d_store), note))
-    return rows, vectors
 
 
 def mean_set_size(store: VectorStore, items: np.ndarray | None = None) -> float:

@@ -34,7 +34,8 @@ def run_training(cfg: BenchmarkConfig, sources: list[str] | None = None, vg2vg: 
                  lr_find: bool = False) -> TrainJobResult:
     from rsretrieval.data.registry import load_dataset
     from rsretrieval.graphs.embedder import CachedTextEmbedder, load_text_embedder
-    from rsretrieval.pipelines.benchmark.run import split_vectors, write_training_summary
+    from rsretrieval.pipelines.benchmark.run import write_training_summary
+    from rsretrieval.pipelines.benchmark.steps import split_vectors
     from rsretrieval.pipelines.runtime.ray_session import init_ray
     from rsretrieval.pipelines.benchmark.graph_training import train_g2g_models, train_vg2vg_heads, write_model_files
     from rsretrieval.pipelines.runtime.tracking import mlflow_run

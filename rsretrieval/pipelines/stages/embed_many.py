@@ -70,7 +70,7 @@ class MultiEmbedStage(EmbedStage):
         return pa.concat_tables(parts)
 
 
-def _final_dir(cache_dir: Path, req: EmbedRequest, backbone_name: str, checkpoint: Path | None) -> Path:
+def embedding_dir(cache_dir: Path, req: EmbedRequest, backbone_name: str, checkpoint: Path | None) -> Path:
     key = embedding_key(req.kind, req.table, req.stage_cls.input_columns, backbone_name, checkpoint)
     return Path(cache_dir) / "embeddings" / f"{req.kind}-{backbone_name}-{key}"
 
@@ -80,7 +80,7 @@ def embed_tables(requests: list[EmbedRequest], backbone_name: str, checkpoint: P
     """(folder, cached) per request, in order: cached tables read as they are, the others embedded together."""
     import ray
 
-    finals = [_final_dir(cache_dir, r, backbone_name, checkpoint) for r in requests]
+    finals = [embedding_dir(cache_dir, r, backbone_name, checkpoint) for r in requests]
     todo = [i for i, f in enumerate(finals) if not (f / "_SUCCESS").exists()]
     for i, f in enumerate(finals):
         if i not in todo:
