@@ -36,6 +36,8 @@ def test_graph_cells_are_laid_out_per_source_similarity_and_training(graph_run) 
     assert set(g[g["mode"] == "vg2vg"]["backbone"]) == {"rs-tiny"}
     assert g[g["graphs"] == "simulated-vlm"]["notes"].str.contains("simulated image graphs").all()
     assert set(df[df["mode"] == "v2v"]["graphs"]) == {"-"}
+    keys = ["dataset", "variant", "backbone", "mode", "crops", "graphs", "similarity", "training"]
+    assert [tuple(r[k] for k in keys) for r in res.rows] == [tuple(c.keys().values()) for c in res.plan.cells]
 
 
 def test_oracle_graph_matching_finds_fine_grained_images(graph_run) -> None:

@@ -39,7 +39,7 @@ def _no_whole_reads(*args, **kwargs):
 def test_shortlist_of_every_image_equals_the_full_matrix(full_run, tmp_path: Path, session_cache: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     # the two-stage path reads every vector through ordered memory-mapped stores, never a whole folder
-    monkeypatch.setattr("rsretrieval.pipelines.benchmark.run.read_embeddings", _no_whole_reads)
+    monkeypatch.setattr("rsretrieval.pipelines.stages.embed.read_embeddings", _no_whole_reads)
     monkeypatch.setattr("rsretrieval.pipelines.stages.scene_crops.read_packed", _no_whole_reads)
     two = _run(tmp_path, session_cache, "eval.shortlist_k=48")  # quick test split: 48 images
     assert list(session_cache.glob("embeddings/images-*/_store-*/meta.json"))
@@ -50,6 +50,8 @@ def test_shortlist_of_every_image_equals_the_full_matrix(full_run, tmp_path: Pat
     assert set(a.index) == set(b.index) and len(a) == 2 * (1 + 2 + 2 + 2 * 2 + 2 * 2)  # graphs: 2 sources x (hungarian, untrained gmn)
     for col in ["R@1", "R@5", "R@10", "mR"]:
         pd.testing.assert_series_equal(a[col], b.loc[a.index, col], check_names=False)
+    for run in (full_run, two):  # rows come in the order of the plan, one per planned cell
+        assert [tuple(r[k] for k in KEYS) for r in run.rows] == [tuple(c.keys().values()) for c in run.plan.cells]
     reranked = b[b.index.get_level_values("mode") != "v2v"]
     assert (b["shortlist_recall"] == 100).all() and (b["shortlist_k"] == 48).all()
     assert reranked["notes"].str.contains("reranked V2V top-48").all()
