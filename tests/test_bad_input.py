@@ -129,9 +129,9 @@ def test_embed_stage_names_the_undecodable_file(broken_dataset, name: str) -> No
     _, root, _, _ = broken_dataset
     stage = ImageEmbedStage.__new__(ImageEmbedStage)  # the decode path only: no backbone to load
     stage.backbone = SimpleNamespace(preprocess=lambda im: torch.zeros(3, 8, 8))
-    assert stage._load(str(root / "good_0.png")).shape == (3, 8, 8)
+    assert stage.load_image(str(root / "good_0.png")).shape == (3, 8, 8)
     with pytest.raises(ImageDecodeError, match=rf"{name} cannot be decoded \(image embedding\).*verify_images: decode"):
-        stage._load(str(root / name))
+        stage.load_image(str(root / name))
 
 
 def test_scene_stages_name_the_undecodable_file(broken_dataset) -> None:

@@ -237,12 +237,12 @@ def test_from_node_vectors_and_save_load(tmp_path: Path) -> None:
 
 
 def test_dedupe_rows_is_lossless_on_fingerprint_collisions() -> None:
-    from rsretrieval.graphs.tensors import _dedupe_rows
+    from rsretrieval.graphs.tensors import dedupe_rows
 
     a = np.zeros((3, 4), np.float32)
     a[:, 0] = 1e8
     a[1, 1] = 1e-8  # differs from row 0 below float32 resolution of the projection: same fingerprint
-    table, rows = _dedupe_rows([a[:2], a[2:]])
+    table, rows = dedupe_rows([a[:2], a[2:]])
     assert len(table) == 2 and np.array_equal(table[rows], a)
 
 

@@ -68,7 +68,8 @@ def test_gemini_estimate_counts_the_configured_tasks(tmp_path: Path, session_cac
     from rsretrieval.pipelines.benchmark.plan_report import PlanCache, gemini_estimate
 
     cfg = load_config(QUICK_CONFIG, [f"cache_dir={session_cache}", f"output_dir={tmp_path}", "modes=[v2v, s2v, g2g]",
-                                     "text_scenes.generator=gemini", "graph_matching.train.enabled=false"])
+                                     "text_scenes.generator=gemini", "generation.backend=gemini",
+                                     "graph_matching.train.enabled=false"])
     load_synthrs_dataset(cfg.datasets[0].synthrs, session_cache)
     rows, notes = gemini_estimate(cfg, PlanCache(cfg))
     by_task = {r["task"]: r for r in rows}

@@ -13,7 +13,7 @@ from rsretrieval.config import ImageScenesConfig, RsTinyOptions, SynthRSOptions
 from rsretrieval.data.synthrs import SceneObject2D, SceneSpec, SynthRSConfig, scene_for
 from rsretrieval.data.synthrs_crops import crop_caption, crop_spec, image_index
 from rsretrieval.data.synthrs_text import build_graph, name_forms, number_word
-from rsretrieval.encoders.rs_tiny import _epoch_batches, checkpoint_key
+from rsretrieval.encoders.rs_tiny import epoch_batches, checkpoint_key
 
 TINY = SynthRSOptions(seed=0, n_train=24, n_val=4, n_test=4)
 
@@ -54,7 +54,7 @@ def test_empty_crops_still_get_a_caption() -> None:
 
 def test_epoch_batches_never_repeat_an_image_within_a_step() -> None:
     rng = np.random.default_rng(0)
-    steps = _epoch_batches(rng, 100, 16, rounds=3)
+    steps = epoch_batches(rng, 100, 16, rounds=3)
     assert len(steps) == 100 // 16
     seen_full = []
     for full, crop_rounds in steps:

@@ -168,16 +168,16 @@ def test_embedding_key_hashes_columns_in_chunks_with_the_same_bytes() -> None:
     import hashlib
     import json
 
-    from rsretrieval.pipelines.stages.embed import _hash_json_list
+    from rsretrieval.pipelines.stages.embed import hash_json_list
 
     table = pa.table({"s": ["a", "é\"x", None, "z"] * 5, "f": [0.1, 2.0, -3.5, 1e-9] * 5})
     for col in ("s", "f"):
         for chunk in (1, 3, 100):
             h = hashlib.sha256()
-            _hash_json_list(h, table[col], chunk)
+            hash_json_list(h, table[col], chunk)
             assert h.hexdigest() == hashlib.sha256(json.dumps(table[col].to_pylist()).encode()).hexdigest()
     empty = hashlib.sha256()
-    _hash_json_list(empty, pa.chunked_array([], pa.string()))
+    hash_json_list(empty, pa.chunked_array([], pa.string()))
     assert empty.hexdigest() == hashlib.sha256(b"[]").hexdigest()
 
 

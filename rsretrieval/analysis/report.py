@@ -178,7 +178,7 @@ def _examples(run_dir: Path, cfg: BenchmarkConfig, results: pd.DataFrame, rcfg: 
     import pyarrow.parquet as pq
 
     from rsretrieval.data.registry import evaluation_split, load_dataset
-    from rsretrieval.evaluation.retrieval import per_query_name
+    from rsretrieval.evaluation.cell_names import per_query_name
 
     parts = [f"<p class='meta'>{rcfg.queries} queries per dataset and caption variant, drawn at random "
              f"(seed {rcfg.seed}), the same for every method. Green border: the gold image. A rank counts every "

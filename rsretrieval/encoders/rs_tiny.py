@@ -89,7 +89,7 @@ def _caption_lists(train: RSDataset, variants: list[str] | None = None) -> tuple
     return train.images["uri"].to_pylist(), per_image
 
 
-def _epoch_batches(rng: np.random.Generator, n: int, per_batch: int, rounds: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+def epoch_batches(rng: np.random.Generator, n: int, per_batch: int, rounds: int) -> list[tuple[np.ndarray, list[np.ndarray]]]:
     """Per step: the images whose full view it trains, and per crop round the images whose crop it trains.
 
     Round r reads the same permutation shifted by r * n / rounds, so within a step no image repeats
@@ -156,7 +156,7 @@ def train_rs_tiny(train: RSDataset, options: RsTinyOptions, out_path: Path,
     for epoch in range(options.epochs):
         # thesis 5.4.2: one random caption per image per epoch, so no batch holds two captions of one image
         chosen = np.array([per_image[i][rng.integers(len(per_image[i]))] for i in range(n)])
-        steps = _epoch_batches(rng, n, per_batch, rounds)
+        steps = epoch_batches(rng, n, per_batch, rounds)
         for full_idx, crop_rounds in progress(steps, f"rs-tiny epoch {epoch + 1}/{options.epochs}", len(steps), "step"):
             images, texts = [pixels[full_idx]], [tokens[chosen[full_idx]]]
             for owners in crop_rounds:  # one random crop of each of these images

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from rsretrieval.evaluation.cell_names import per_query_name
 from rsretrieval.evaluation.cost import cell_label
 from rsretrieval.evaluation.tables import markdown_table
 from rsretrieval.evaluation.uncertainty import bootstrap_means
@@ -62,15 +63,6 @@ GRAPH_MODES = ("g2g", "vg2vg")
 FG, ORIG = "fine_grained", "original"
 DECIMALS = 9  # bootstrap means and diffs (points) are rounded to this many decimals
 Row = dict[str, Any]
-
-
-def _stem(row: Row) -> str:
-    """The per-query file stem of a results row (same as ``pipelines.cells.per_query_name``, which is not
-    imported here: it pulls in torch)."""
-    name = [row["mode"]] + ([row["crops"]] if row.get("crops", "-") != "-" else [])
-    if row.get("graphs", "-") != "-":
-        name += [row["similarity"], row["training"], row["graphs"]]
-    return "__".join([row["dataset"], row["variant"], row["backbone"], "-".join(name)])
 
 
 def run_ks(results: pd.DataFrame) -> list[int]:
@@ -170,7 +162,7 @@ def _pairs(rows: list[Row]) -> tuple[list[_Pair], dict[str, str]]:
     return pairs, why
 
 
-def _diff_stats(d: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float, float]:
+def diff_stats(d: np.ndarray, confidence: float, n_resamples: int, seed: int) -> tuple[float, float, float]:
     """Percentile bootstrap CI of mean(d) and the one-sided p of mean(d) <= 0 (+1 corrected). Means are
     rounded to :data:`DECIMALS` so that float noise (-3e-16 for a true 0) decides no verdict."""
     boot = np.round(bootstrap_means(d, n_resamples, seed), DECIMALS)
@@ -191,7 +183,7 @@ class _Scores:
         self.dir, self.ks, self._cache = Path(per_query_dir), np.asarray(ks), {}
 
     def __call__(self, row: Row) -> pd.DataFrame | None:
-        stem = _stem(row)
+        stem = per_query_name(row)
         if stem not in self._cache:
             path = self.dir / f"{stem}.parquet"
             if not path.is_file():
@@ -219,12 +211,12 @@ def _evaluate(p: _Pair, scores: _Scores, confidence: float, n_resamples: int, se
                 "b": p.b_label or _label(p.b), "expected": "a > b", "target": p.target, "reason": ""}
     sa, sb = scores(p.a), scores(p.b)
     if sa is None or sb is None:
-        missing = ", ".join(_stem(r) for r, s in ((p.a, sa), (p.b, sb)) if s is None)
+        missing = ", ".join(per_query_name(r) for r, s in ((p.a, sa), (p.b, sb)) if s is None)
         return {**out, "verdict": "not tested", "target": False, "reason": f"no per-query ranks: {missing}"}
     a, b = _paired(sa, sb, by_image=p.claim_id == "fg_vs_original_v2v")
     if len(a) == 0:
         return {**out, "verdict": "not tested", "target": False, "reason": "no shared queries"}
-    lo, hi, pval = _diff_stats(a - b, confidence, n_resamples, seed)
+    lo, hi, pval = diff_stats(a - b, confidence, n_resamples, seed)
     return {**out, "mR_a": float(a.mean()), "mR_b": float(b.mean()), "diff": round(float((a - b).mean()), DECIMALS),
             "ci_low": lo, "ci_high": hi, "p": pval, "n": len(a), "verdict": verdict(lo, hi)}
 

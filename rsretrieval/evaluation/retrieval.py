@@ -128,19 +128,3 @@ def write_per_query(path: Any, query_ids: Any, gold: np.ndarray, image_ids: Any,
     finally:
         if writer is not None:
             writer.close()
-
-
-def cell_name(keys: dict[str, Any]) -> str:
-    """'v2v', 's2v', 'v2s-uniform', or for graph modes 'g2g-hungarian-vanilla-oracle': the mode with
-    what distinguishes its cells."""
-    parts = [keys["mode"]]
-    if keys.get("crops", "-") != "-":
-        parts.append(keys["crops"])
-    if keys.get("graphs", "-") != "-":
-        parts += [keys["similarity"], keys["training"], keys["graphs"]]
-    return "-".join(parts)
-
-
-def per_query_name(keys: dict[str, Any]) -> str:
-    """File stem of a cell's per-query ranks: ``<dataset>__<variant>__<backbone>__<cell name>``."""
-    return "__".join([keys["dataset"], keys["variant"], keys["backbone"], cell_name(keys)])

@@ -146,7 +146,7 @@ def save_graph_batch(batch: GraphBatch, path: str | Path) -> Path:
                                      "edge_offsets": batch.edge_offsets.numpy(), "empty": batch.empty.numpy()}
     if batch.edge_attr.shape[1] == batch.node_dim:  # one table: node and edge texts share vectors ("white", ...)
         parts = [batch.nodes.vectors.detach().cpu().float().numpy(), batch.edge_attr.detach().cpu().numpy()]
-        arrays["table"], arrays["rows"] = _dedupe_rows(parts)
+        arrays["table"], arrays["rows"] = dedupe_rows(parts)
     else:
         arrays["node_vectors"] = batch.nodes.vectors.detach().cpu().float().numpy()
         arrays["edge_attr"] = batch.edge_attr.detach().cpu().numpy()
@@ -172,7 +172,7 @@ def load_graph_batch(path: str | Path) -> GraphBatch:
                           torch.from_numpy(z["edge_offsets"]), torch.from_numpy(z["empty"]))
 
 
-def _dedupe_rows(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def dedupe_rows(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of the stacked ``parts`` and each stacked row's index among them; lossless.
 
     Rows are grouped by a 4-d random projection (a unique over N x D bytes, or one big stacked copy,

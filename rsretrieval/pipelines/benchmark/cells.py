@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from rsretrieval.evaluation.retrieval import CellResult, cell_name, per_query_name, write_per_query
+from rsretrieval.evaluation.cell_names import cell_name, per_query_name
+from rsretrieval.evaluation.retrieval import CellResult, write_per_query
 from rsretrieval.pipelines.runtime.tracking import Tracker, metric_key
 
 log = logging.getLogger(__name__)

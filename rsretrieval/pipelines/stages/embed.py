@@ -128,7 +128,7 @@ class ImageEmbedStage(EmbedStage):
     def _setup(self) -> None:
         self.pool = ThreadPoolExecutor(self.decode_threads)
 
-    def _load(self, uri: str):
+    def load_image(self, uri: str):
         from rsretrieval.data.quarantine import open_rgb
 
         # a bad file fails naming itself (ImageDecodeError); verify_images: decode keeps such files out
@@ -139,7 +139,7 @@ class ImageEmbedStage(EmbedStage):
 
         from rsretrieval.encoders.loader import encode_images
 
-        pixels = torch.stack(list(self.pool.map(self._load, [str(u) for u in batch["uri"]])))
+        pixels = torch.stack(list(self.pool.map(self.load_image, [str(u) for u in batch["uri"]])))
         vectors = encode_images(self.backbone, pixels)
         return vectors_table([str(i) for i in batch["image_id"]], vectors)
 
@@ -192,11 +192,11 @@ def embedding_key(kind: str, table: pa.Table, columns: tuple[str, ...], backbone
                          "spec": get_backbone_spec(backbone_name).model_dump(mode="json"),
                          "checkpoint": file_digest(checkpoint) if checkpoint else None}, sort_keys=True).encode())
     for col in columns:
-        _hash_json_list(h, table[col])
+        hash_json_list(h, table[col])
     return h.hexdigest()[:20]
 
 
-def _hash_json_list(h: Any, column: Any, chunk: int = 65536) -> None:
+def hash_json_list(h: Any, column: Any, chunk: int = 65536) -> None:
     """Feed ``json.dumps(column.to_pylist())`` to ``h`` chunk by chunk: the same bytes (so cache keys do
     not change), without a Python list and a JSON string of the whole column at corpus scale."""
     h.update(b"[")
