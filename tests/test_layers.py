@@ -57,7 +57,9 @@ def test_imports_only_point_down() -> None:
 
 def test_no_private_name_used_outside_its_module() -> None:
     bad = []
-    for name, tree in _modules().items():
+    others = {str(p): ast.parse(p.read_text(encoding="utf-8")) for folder in ("tests", "rayjobs")
+              for p in (ROOT.parent / folder).rglob("*.py")}
+    for name, tree in {**_modules(), **others}.items():
         for module, names in _imports(tree):
             if module.startswith("rsretrieval") and module != "rsretrieval._lazy":
                 bad += [f"{name}: from {module} import {n}" for n in names if n.startswith("_")]

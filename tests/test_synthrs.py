@@ -26,8 +26,8 @@ from rsretrieval.data.synthrs import (
     scene_for,
 )
 from rsretrieval.data.synthrs_text import (
-    _KEY,
-    _NAMES,
+    KEY_OBJECTS,
+    OBJECT_NAMES,
     MANY_TREES,
     MAX_WORDS,
     build_graph,
@@ -101,7 +101,7 @@ def test_schema_and_graphs(small_ds: tuple[Path, object]) -> None:
         assert scene_links == {o.id for o in graph.objects}  # every node hangs off the scene hyper-node
 
 
-_FORMS = sorted(((f, k) for k in _NAMES for f in name_forms(k)), key=lambda fk: -len(fk[0]))
+_FORMS = sorted(((f, k) for k in OBJECT_NAMES for f in name_forms(k)), key=lambda fk: -len(fk[0]))
 _NUMS = sorted([number_word(i) for i in range(1, 100)], key=len, reverse=True)
 _COUNT = re.compile(  # a number, up to four modifiers (no "and"/"of"/number), a name of an object type
     rf"(?<![\w-])(\d+|{'|'.join(_NUMS)})\s+((?:(?!(?:and|of|{'|'.join(_NUMS)})\b)[a-z][a-z-]*\s+){{0,4}}?)"
@@ -135,7 +135,7 @@ def _captions(specs: list[SceneSpec], seed: int = 0) -> list[str]:
 
 def test_name_forms_are_unambiguous() -> None:
     owners: dict[str, set[str]] = {}
-    for k in _NAMES:
+    for k in OBJECT_NAMES:
         for f in name_forms(k):
             owners.setdefault(f, set()).add(k)
     assert all(len(v) == 1 for v in owners.values()), {f: v for f, v in owners.items() if len(v) > 1}
@@ -189,7 +189,7 @@ def test_fine_caption_length_determinism_and_salient_object() -> None:
     assert sum(a != b for a, b in zip(caps, other)) >= 0.9 * len(caps)  # ... and the state matters
     for spec, c in zip(specs, caps):
         assert c and c[0].isupper() and c.endswith(".") and 0 < len(c.split()) <= MAX_WORDS, c
-        present = [k for k in _KEY[spec.scene_type] if any(o.kind == k for o in spec.objects)]
+        present = [k for k in KEY_OBJECTS[spec.scene_type] if any(o.kind == k for o in spec.objects)]
         if present:  # the most salient object type is always mentioned, by one of its names
             assert any(re.search(rf"\b{re.escape(f)}\b", c.lower()) for f in name_forms(present[0])), (present[0], c)
 

@@ -217,7 +217,7 @@ def build_graph(spec: SceneSpec) -> ImageSceneGraph:
 # styles, omissions, true extra details, relations stated several ways, several sentence structures.
 
 MAX_WORDS = 70  # CLIP's context is 77 tokens; the tokenizer truncates longer captions
-_NAMES: dict[str, tuple[str, ...]] = {  # "singular" or "singular|plural"; the first is the graph's own name
+OBJECT_NAMES: dict[str, tuple[str, ...]] = {  # "singular" or "singular|plural"; the first is the graph's own name
     "plane": ("plane", "aircraft|aircraft", "airplane", "jet"),
     "runway": ("runway", "airstrip", "landing strip"),
     "apron": ("apron", "tarmac apron", "parking apron"),
@@ -266,7 +266,7 @@ _SCENES = {
     "forest": ("a forest", "a woodland", "a forested area", "a wooded area"),
     "river": ("a river landscape", "a riverside area", "a river scene"),
 }
-_KEY = {"airport": ("plane", "runway", "terminal building", "apron"), "industrial": ("storage tank", "warehouse", "road"),
+KEY_OBJECTS = {"airport": ("plane", "runway", "terminal building", "apron"), "industrial": ("storage tank", "warehouse", "road"),
         "port": ("ship", "dock", "warehouse", "container"), "residential": ("house", "road", "swimming pool"),
         "parking": ("car", "parking lot", "building"), "farmland": ("field", "house", "road"),
         "sports": ("tennis court", "soccer field", "running track"), "forest": ("house", "road"), "river": ("road", "tree")}
@@ -315,7 +315,7 @@ _VISIBLE = ("is visible|are visible", "can be seen|can be seen", "appears|appear
 
 def name_forms(kind: str) -> set[str]:
     """Every singular and plural name a fine-grained caption may give an object type (for checks and tests)."""
-    opts = _NAMES.get(kind, (kind,)) + _IF_ALL_LARGE.get(kind, ()) + _IF_ALL_SMALL.get(kind, ())
+    opts = OBJECT_NAMES.get(kind, (kind,)) + _IF_ALL_LARGE.get(kind, ()) + _IF_ALL_SMALL.get(kind, ())
     opts += (_DIRT_ROADS + _STREETS) if kind == "road" else ()
     return {w for v in opts for w in _num_of(v)}
 
@@ -383,7 +383,7 @@ class _Caption:
             self.objs.setdefault(o.kind, []).append(o)
         self.names = {k: self._name(k) for k in graph.object_counts if k in self.objs}
         counted = [o for o in graph.objects if "count" in o.attributes and o.name in self.objs]
-        key = _KEY[spec.scene_type]
+        key = KEY_OBJECTS[spec.scene_type]
         counted.sort(key=lambda o: (key.index(o.name) if o.name in key else len(key),
                                     -sum(b.w * b.h for b in self.objs[o.name])))
         self.items: list[_Item] = []
@@ -404,7 +404,7 @@ class _Caption:
 
     # --- wording of the parts ---------------------------------------------------------------------------------
     def _name(self, kind: str) -> tuple[str, str]:
-        opts = _NAMES.get(kind, (kind,))
+        opts = OBJECT_NAMES.get(kind, (kind,))
         objs = self.objs[kind]
         if kind == "road" and all(o.color == "brown" for o in objs):
             opts = _DIRT_ROADS
