@@ -11,7 +11,7 @@ import pytest
 
 from rsretrieval.evaluation.graph_parsing import (CATEGORIES, Counts, compare_graphs, evaluate_parser, graph_items,
                                                   load_gold, micro_average, normalise_name, normalise_relation)
-from rsretrieval.generation.tasks import TextGraph
+from rsretrieval.graphs.schema import TextGraph
 from rsretrieval.generation.text_graph_parser import HeuristicTextGraphParser
 
 UCM = Path(__file__).resolve().parent / "data" / "ucm"

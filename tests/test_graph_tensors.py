@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rsretrieval.generation.tasks import TextGraph
+from rsretrieval.graphs.schema import TextGraph
 from rsretrieval.graphs.elements import GraphElements, image_graph_elements, text_graph_elements
 from rsretrieval.graphs.embedder import CachedTextEmbedder, HashingTextEmbedder, resolve_model_path
 from rsretrieval.graphs.schema import SCENE_NODE_ID, ImageSceneGraph

@@ -64,3 +64,30 @@ def test_no_private_name_used_outside_its_module() -> None:
             if module.startswith("rsretrieval") and module != "rsretrieval._lazy":
                 bad += [f"{name}: from {module} import {n}" for n in names if n.startswith("_")]
     assert bad == []
+
+
+def _package(module: str) -> str | None:
+    """'rsretrieval.graphs.schema' -> 'graphs'; pipelines count per role ('pipelines.stages')."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[0] != "rsretrieval":
+        return None
+    return ".".join(parts[1:3]) if parts[1] == "pipelines" and len(parts) > 2 else parts[1]
+
+
+def test_no_cycles_between_packages_lazy_imports_included() -> None:
+    graph: dict[str, set[str]] = {}
+    for name, tree in _modules().items():
+        a = _package(name)
+        for module, _ in _imports(tree):
+            b = _package(module)
+            if a and b and a != b:
+                graph.setdefault(a, set()).add(b)
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and (seen.add(nxt) or reaches(nxt, goal, seen))):
+                return True
+        return False
+
+    cycles = sorted(f"{a} -> {b} -> ... -> {a}" for a in graph for b in graph[a] if reaches(b, a, {b}))
+    assert cycles == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rsretrieval.generation.tasks import TextGraph
+from rsretrieval.graphs.schema import TextGraph
 from rsretrieval.generation.text_graph_parser import HeuristicTextGraphParser, parse_text_graph_heuristic, singular
 
 UCM = Path(__file__).resolve().parent / "data" / "ucm" / "dataset.json"

@@ -139,7 +139,7 @@ class _Graphs:
         return self._cache[task]
 
     def query(self, caption_id: str) -> Any:
-        from rsretrieval.generation.tasks import TextGraph
+        from rsretrieval.graphs.schema import TextGraph
         from rsretrieval.graphs.elements import text_graph_elements
 
         raw = self._outputs("text_graph").get(caption_id)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rsretrieval.generation.tasks import TextGraph
+from rsretrieval.graphs.schema import TextGraph
 
 CATEGORIES = ("objects", "attributes", "attributes_lenient", "relations", "relations_lenient")
 _ARTICLES = frozenset(["a", "an", "the"])

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 
-from rsretrieval.graphs.schema import ImageSceneGraph, ObjectCounts, Relation, SceneObject
+from rsretrieval.graphs.schema import ImageSceneGraph, ObjectCounts, Relation, SceneObject, TextGraph
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 
@@ -60,35 +60,6 @@ class WireImageGraph(BaseModel):
     object_counts: list[_Count]
     objects: list[_Object]
     relations: list[Relation]
-
-
-class TextGraphNode(BaseModel):
-    name: str = Field(description="Normalised object name or attribute value")
-    type: Literal["object", "attribute"]
-
-
-class TextGraphEdge(BaseModel):
-    subject: str
-    relation: str = Field(description="Exact relation phrase from the text, or the attribute type")
-    object: str
-
-
-class TextGraph(BaseModel):
-    """A.1.3: object and attribute nodes with labelled, directed edges; attributes never subjects."""
-
-    nodes: list[TextGraphNode]
-    edges: list[TextGraphEdge]
-
-    @field_validator("edges")
-    @classmethod
-    def _edges_refer_to_nodes(cls, edges: list[TextGraphEdge], info: Any) -> list[TextGraphEdge]:
-        nodes = {n.name: n.type for n in info.data.get("nodes", [])}
-        for e in edges:
-            if e.subject not in nodes or e.object not in nodes:
-                raise ValueError(f"edge {e.model_dump()} refers to a node that is not listed")
-            if nodes[e.subject] == "attribute":
-                raise ValueError(f"edge {e.model_dump()}: an attribute cannot be a subject (A.1.3)")
-        return edges
 
 
 class TextScenes(BaseModel):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from rsretrieval.generation.tasks import TextGraph, TextGraphEdge, TextGraphNode
+from rsretrieval.graphs.schema import TextGraph, TextGraphEdge, TextGraphNode
 
 _OBJECTS = frozenset(", ".join([
     "airplane, plane, aircraft, airport, apron, runway, taxiway, terminal, terminal building, hangar, helicopter",

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rsretrieval.generation.tasks import TextGraph
+from rsretrieval.graphs.schema import TextGraph
 from rsretrieval.graphs.schema import SCENE_NODE_ID, ImageSceneGraph
 
 NodeKind = Literal["scene", "object", "attribute"]

@@ -1,4 +1,5 @@
-"""Scene-graph schemas (pydantic), following the thesis' prompts (appendix A.1.2 and A.1.3).
+"""Scene-graph schemas (pydantic), following the thesis' prompts (appendix A.1.2 and A.1.3): image graphs
+and the text graphs of captions (``TextGraph``).
 
 ``ImageSceneGraph`` is what the two-step image-graph prompt asks Gemini for: object counts
 (-1 = uncountable / too many), objects with ids and at least one attribute, relations with
@@ -8,7 +9,9 @@ the synthetic dataset use the same schema so generated and oracle graphs are int
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 SCENE_NODE_ID = -1  # id of the global scene hyper-node in relations
 
@@ -66,3 +69,32 @@ class ImageSceneGraph(BaseModel):
             if r.subject_id == r.object_id:
                 raise ValueError(f"relation {r.model_dump()} uses the same node as subject and object")
         return self
+
+
+class TextGraphNode(BaseModel):
+    name: str = Field(description="Normalised object name or attribute value")
+    type: Literal["object", "attribute"]
+
+
+class TextGraphEdge(BaseModel):
+    subject: str
+    relation: str = Field(description="Exact relation phrase from the text, or the attribute type")
+    object: str
+
+
+class TextGraph(BaseModel):
+    """A.1.3: object and attribute nodes with labelled, directed edges; attributes never subjects."""
+
+    nodes: list[TextGraphNode]
+    edges: list[TextGraphEdge]
+
+    @field_validator("edges")
+    @classmethod
+    def _edges_refer_to_nodes(cls, edges: list[TextGraphEdge], info: Any) -> list[TextGraphEdge]:
+        nodes = {n.name: n.type for n in info.data.get("nodes", [])}
+        for e in edges:
+            if e.subject not in nodes or e.object not in nodes:
+                raise ValueError(f"edge {e.model_dump()} refers to a node that is not listed")
+            if nodes[e.subject] == "attribute":
+                raise ValueError(f"edge {e.model_dump()}: an attribute cannot be a subject (A.1.3)")
+        return edges

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from rsretrieval.generation.tasks import TextGraph
+from rsretrieval.graphs.schema import TextGraph
 from rsretrieval.graphs.elements import GraphElements, graph_elements
 from rsretrieval.graphs.schema import ImageSceneGraph
 

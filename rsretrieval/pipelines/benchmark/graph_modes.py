@@ -32,7 +32,7 @@ import torch
 from rsretrieval.config import BenchmarkConfig
 from rsretrieval.data.schema import RSDataset
 from rsretrieval.generation.offline import NoOfflineBackend
-from rsretrieval.generation.tasks import TextGraph
+from rsretrieval.graphs.schema import TextGraph
 from rsretrieval.graphs.schema import ImageSceneGraph
 from rsretrieval.pipelines.benchmark.plan import graph_cell_kinds
 from rsretrieval.pipelines.stages.generation_tasks import ground_truth_graphs, run_task, save_outputs, task_inputs

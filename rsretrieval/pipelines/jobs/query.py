@@ -90,7 +90,7 @@ def _graph_scores(index: QueryIndex, cfg: BenchmarkConfig, texts: list[str], mod
 
     import pyarrow as pa
 
-    from rsretrieval.generation.tasks import TextGraph
+    from rsretrieval.graphs.schema import TextGraph
     from rsretrieval.graphs.elements import GraphElements, text_graph_elements
     from rsretrieval.pipelines.stages.generation_tasks import run_task
 
