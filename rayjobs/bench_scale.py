@@ -3,8 +3,8 @@
     python rayjobs/bench_scale.py                              # 10k, 100k, 1M (writes ~9 GB of synthetic corpora)
     python rayjobs/bench_scale.py --sizes 10000 100000 --queries 500
 
-Synthetic vectors, no pixels: wall time, ms per query and peak memory per process are real; recall
-only shows the shortlist ceiling at work. See rsretrieval/benchmarks/scale.py.
+The same as ``rsretrieval bench scale`` (``--help`` lists the arguments);
+the code: rsretrieval/cli/bench.py and rsretrieval/benchmarks/scale.py.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# run as a script (also under `ray job submit --working-dir .`): import the checkout this file is in
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv: list[str] | None = None) -> Any:
-    from rsretrieval.benchmarks.scale import main as bench
+    """``rsretrieval bench scale`` with these arguments; returns its result."""
+    from rsretrieval.cli import main as cli_main  # here, not at the top: the script stays light to import
 
-    return bench(argv)
+    return cli_main(["bench", "scale", *(argv or [])])
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
     python rayjobs/generate.py --config my.yaml --task image_graph --dry-run
     ray job submit --working-dir . -- python rayjobs/generate.py --config my.yaml --task text_graph ...
 
-All logic lives in ``rsretrieval`` (``rsretrieval.cli.generate_main``).
+The same as ``rsretrieval generate`` (``--help`` lists the arguments); the code: rsretrieval/cli/jobs.py.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rsretrieval.cli import generate_main  # noqa: E402
-
 
 def main(argv: list[str] | None = None) -> Any:
-    return generate_main(argv)
+    """``rsretrieval generate`` with these arguments; returns its result."""
+    from rsretrieval.cli import main as cli_main  # here, not at the top: the script stays light to import
+
+    return cli_main(["generate", *(argv or [])])
 
 
 if __name__ == "__main__":

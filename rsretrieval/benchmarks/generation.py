@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,22 @@ def kill_phase(n: int, actors: int, store: Path) -> dict[str, float]:
             "answered_twice_in_flight_at_kill": answered_first - len(finished),
             "requests_second_job": second_requests, "inputs_asked_second_job": len(asked_again),
             "rows_done_after_resubmit": len(done), "second_job_exit_code": child.returncode}
+
+
+def bench(rows: int = 600, actors: int = 8, quota_rpm: int = 600, fault_rows: int = 300, fault_rate: float = 0.3,
+          kill_rows: int = 60, phases: list[str] | tuple[str, ...] = ("quota", "faults", "kill")) -> dict[str, Any]:
+    """The phases asked for, in one run on a local Ray instance (``rsretrieval bench generation``)."""
+    import ray
+
+    os.environ.setdefault("GEMINI_API_KEY", "bench-key")  # the fake server takes any key
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    out: dict[str, Any] = {"note": "fake Gemini server on 127.0.0.1 (simulated API), measured in one run"}
+    with tempfile.TemporaryDirectory() as tmp:
+        if "quota" in phases:
+            out["quota"] = quota_phase(rows, actors, quota_rpm, Path(tmp) / "q")
+        if "faults" in phases:
+            out["faults"] = fault_phase(fault_rows, actors, fault_rate, Path(tmp) / "f")
+        if "kill" in phases:
+            ray.shutdown()  # the killed job runs its own local cluster
+            out["kill"] = kill_phase(kill_rows, 2, Path(tmp) / "k")
+    return out

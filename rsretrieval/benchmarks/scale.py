@@ -1,7 +1,7 @@
 """Scale benchmark of the two-stage path on synthetic corpora (see :mod:`rsretrieval.search.scale`).
 
-Per corpus size: the corpus is written once (cached under ``--data-dir``), then measured in a fresh
-Python process (so each size's peak memory is its own). Prints one row per stage and the ratios the
+``rsretrieval bench scale`` (``rayjobs/bench_scale.py``). Per corpus size: the corpus is written once
+(cached under ``--data-dir``), then measured in a fresh Python process (so each size's peak memory is its own). Prints one row per stage and the ratios the
 issue's targets are about: rerank ms/query and peak memory of the largest size over the second
 largest (target < 1.3x), and the blocked exact shortlist vs CLIP_benchmark-style full-matrix scoring.
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 
-def _default_dir() -> Path:
+def default_data_dir() -> Path:
+    """Where corpora are written unless told: ``<cache_dir>/scale``."""
     from rsretrieval.config import default_cache_dir
 
     return Path(default_cache_dir()) / "scale"
@@ -64,23 +65,10 @@ def ratios(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> pd.DataFrame | None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000], help="images per corpus")
-    p.add_argument("--queries", type=int, default=1000)
-    p.add_argument("--k", type=int, default=100, help="shortlist size")
-    p.add_argument("--data-dir", type=Path, default=None, help="where corpora are written (default <cache>/scale)")
-    p.add_argument("--full-matrix-max", type=int, default=100_000, help="largest size also scored as a full matrix")
-    p.add_argument("--out", type=Path, default=None, help="CSV of all rows")
-    p.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--full-matrix", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.worker:  # one measurement in this (fresh) process; JSON on the last stdout line
-        from rsretrieval.search.scale import measure
-
-        print(json.dumps(measure(args.worker, args.queries, args.k, full_matrix=args.full_matrix)))
-        return None
-    df = run_sizes(args.sizes, args.data_dir or _default_dir(), args.queries, args.k, args.full_matrix_max)
+def bench(sizes: list[int], data_dir: Path | None = None, queries: int = 1000, k: int = 100,
+          full_matrix_max: int = 100_000, out: Path | None = None) -> pd.DataFrame:
+    """Measure every size (``rsretrieval bench scale``); prints the rows and the ratios, writes ``out`` (CSV)."""
+    df = run_sizes(sizes, data_dir or default_data_dir(), queries, k, full_matrix_max)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 20)
     print("SYNTHETIC corpora (random vectors in topic clusters): timings and memory are real, recalls only "
@@ -89,9 +77,22 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
               "corpus_mb_on_disk"]].round(3).to_string(index=False))
     for line in ratios(df):
         print(line)
-    if args.out:
-        df.to_csv(args.out, index=False)
+    if out:
+        df.to_csv(out, index=False)
     return df
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The measuring child process of :func:`run_sizes`: one corpus folder; JSON on the last stdout line."""
+    p = argparse.ArgumentParser(description="one measurement of rsretrieval bench scale, in a fresh process")
+    p.add_argument("--worker", type=Path, required=True, help="corpus folder")
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--k", type=int, default=100, help="shortlist size")
+    p.add_argument("--full-matrix", action="store_true")
+    args = p.parse_args(argv)
+    from rsretrieval.search.scale import measure
+
+    print(json.dumps(measure(args.worker, args.queries, args.k, full_matrix=args.full_matrix)))
 
 
 if __name__ == "__main__":

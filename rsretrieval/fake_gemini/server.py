@@ -42,7 +42,8 @@ class FakeGeminiServer(BatchModeMixin):
     """Threaded local HTTP server imitating Gemini ``generateContent``."""
 
     def __init__(self, responder: Callable[[FakeRequest], str] | None = None,
-                 faults: FaultConfig | None = None) -> None:
+                 faults: FaultConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host, self.port = host, port  # port 0: a free one (see base_url once started)
         self.responder: Callable[[FakeRequest], str] = responder or default_responder
         self.faults: FaultConfig = faults or FaultConfig()
         self.requests_per_input: collections.Counter[str] = collections.Counter()
@@ -63,12 +64,13 @@ class FakeGeminiServer(BatchModeMixin):
         self._batch_lock = threading.Lock()  # polls, list, cancel (held while a job completes)
 
     def start(self) -> FakeGeminiServer:
-        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
+        """Bind ``host``:``port`` (default 127.0.0.1, a free port) and serve in a daemon thread."""
         handler = type("_Handler", (_Handler,), {"fake": self})
         self._stopping.clear()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        shown = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host  # a wildcard bind: reach it locally
+        self.base_url = f"http://{shown}:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         name="fake-gemini", daemon=True)
         self._thread.start()
