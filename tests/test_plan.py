@@ -77,3 +77,4 @@ def test_gemini_estimate_counts_the_configured_tasks(tmp_path: Path, session_cac
     assert by_task["image_graph"]["requested"] == 48 and by_task["object_counts"]["requested"] == 48
     assert by_task["text_graph"]["requested"] == by_task["text_scenes"]["requested"] > 48  # every caption
     assert all(r["cost_usd"] > 0 and r["split"] == "test" for r in rows) and notes == []
+

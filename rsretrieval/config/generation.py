@@ -31,7 +31,8 @@ class GenerationConfig(StrictModel):
     model: str = Field("gemini-2.5-flash", description="Gemini model name")
     base_url: str | None = Field(None, description="API endpoint override (a proxy, or the fake server in tests)")
     api_version: str = Field("v1beta", description="REST API version of the endpoint")
-    store_dir: Path | None = Field(None, description="Append-only response store; default <cache_dir>/generation")
+    store_dir: Path | None = Field(None, description="Append-only response store; default <cache_dir>/generation, or with base_url set "
+                                     "<cache_dir>/generation@<host_port> (a rehearsal against the fake server never fills the real store)")
     requests_per_minute: int = Field(600, ge=1, description="Cluster-wide request quota (shared limiter)")
     tokens_per_minute: int = Field(4_000_000, ge=1, description="Cluster-wide token quota (input + estimated output)")
     actors: int = Field(1, ge=1, description="Generation actors (Ray Data actor pool size)")

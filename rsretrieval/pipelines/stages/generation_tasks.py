@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,16 @@ OUTPUTS_SCHEMA = pa.schema([
 
 
 def store_dir(cfg: BenchmarkConfig) -> Path:
-    return cfg.generation.store_dir or Path(cfg.cache_dir) / "generation"
+    """The response store: ``generation.store_dir``, else ``<cache_dir>/generation``; with a ``base_url``
+    (a proxy, the fake server) ``<cache_dir>/generation@<host_port>``, so answers of another endpoint
+    (a rehearsal) are never taken for paid ones by a later run against the real API."""
+    gen = cfg.generation
+    if gen.store_dir:
+        return gen.store_dir
+    if gen.base_url:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", gen.base_url.split("://", 1)[-1]).strip("_")
+        return Path(cfg.cache_dir) / f"generation@{slug}"
+    return Path(cfg.cache_dir) / "generation"
 
 
 def task_inputs(ds: RSDataset, task_name: str, variant: str, limit: int | None) -> pa.Table:
