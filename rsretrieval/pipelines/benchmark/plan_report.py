@@ -107,7 +107,8 @@ def gemini_tasks(cfg: BenchmarkConfig, ds: RSDataset, evaluated: bool = True) ->
 def gemini_estimate(cfg: BenchmarkConfig, cache: PlanCache) -> tuple[list[dict[str, Any]], list[str]]:
     """Dry-run rows (requests, tokens, cost per dataset split x task) as if ``generation.backend=gemini``,
     and notes on what the estimate leaves out."""
-    from rsretrieval.pipelines.benchmark.graph_training import split_dataset
+    from rsretrieval.data.errors import DatasetError
+    from rsretrieval.data.registry import evaluation_split, load_dataset
     from rsretrieval.pipelines.stages.generation_tasks import dry_run, task_inputs
 
     gcfg = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"backend": "gemini"})})
@@ -120,11 +121,13 @@ def gemini_estimate(cfg: BenchmarkConfig, cache: PlanCache) -> tuple[list[dict[s
         splits = [(dcfg.split, ds)]
         tcfg = cfg.graph_matching.train
         if tcfg.enabled and any(m in cfg.modes for m in GRAPH_MODES):  # training graphs of train / val
+            full = load_dataset(dcfg, cfg.cache_dir)
             for split, limit in ((tcfg.split, tcfg.limit_images), (tcfg.val_split, None)):
-                sub = split_dataset(cfg, cache_full(cfg, dcfg), dcfg.model_copy(update={"verify_images": "exists"}),
-                                    split, limit)
-                if sub is not None:
-                    splits.append((split, sub))
+                try:
+                    splits.append((split, evaluation_split(full, dcfg.model_copy(update={"split": split,
+                                                                                         "limit_images": limit}))))
+                except DatasetError:
+                    notes.append(f"{dcfg.name}: no '{split}' split, so no graph training (and no requests for it)")
         for k, (split, sub) in enumerate(splits):
             for task, variant in gemini_tasks(cfg, sub, evaluated=k == 0):
                 row = dry_run(gcfg, task, task_inputs(sub, task, variant, None))
@@ -132,12 +135,6 @@ def gemini_estimate(cfg: BenchmarkConfig, cache: PlanCache) -> tuple[list[dict[s
         if "fine_grained" in cfg.variants and "fine_grained" not in set(ds.captions["variant"].to_pylist()):
             notes.append(f"{dcfg.name}: text graphs of the generated fine-grained captions are not counted")
     return rows, notes
-
-
-def cache_full(cfg: BenchmarkConfig, dcfg: DatasetConfig) -> RSDataset:
-    from rsretrieval.data.registry import load_dataset
-
-    return load_dataset(dcfg, cfg.cache_dir)
 
 
 def cell_line(c: Cell) -> str:
