@@ -14,11 +14,12 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from rsretrieval.config.base import RAY_JOB_ENV, expand_path, output_path, StrictModel, default_cache_dir, job_home, submitted_job
+from rsretrieval.config.datasets import MetadataTableOptions, WebDatasetOptions
 from rsretrieval.config.generation import GenerationConfig, SimulatedVLMConfig
 from rsretrieval.config.graphs import (GMNConfig, GraphEncoderConfig, GraphMatchingConfig, GraphTrainingConfig,
                                        HungarianConfig, NodeEmbedderConfig)
 
-DatasetFormat = Literal["synthrs", "karpathy", "nwpu", "precomp", "custom", "harma"]
+DatasetFormat = Literal["synthrs", "karpathy", "nwpu", "precomp", "custom", "harma", "webdataset", "metadata"]
 Mode = Literal["v2v", "v2s", "s2v", "s2s", "g2g", "vg2vg"]
 CropMethod = Literal["uniform", "regions"]
 SCENE_IMAGE_MODES = ("v2s", "s2s")  # modes that use image scenes (one result per crop method)
@@ -28,10 +29,10 @@ __all__ = [
     "BackboneConfig", "BenchmarkConfig", "CropMethod", "DatasetConfig", "DatasetFormat", "EmbedConfig",
     "EvalConfig", "FILE_STORE_ALLOW_ENV", "GMNConfig", "GRAPH_MODES", "GenerationConfig",
     "GenerationTaskName", "GraphEncoderConfig", "GraphMatchingConfig", "GraphTrainingConfig",
-    "HungarianConfig", "ImageScenesConfig", "LateInteractionConfig", "MLflowConfig", "Mode",
+    "HungarianConfig", "ImageScenesConfig", "LateInteractionConfig", "MetadataTableOptions", "MLflowConfig", "Mode",
     "NodeEmbedderConfig", "RayConfig", "RegionCropConfig", "ReportConfig", "RsTinyOptions",
     "SCENE_IMAGE_MODES", "SCENE_TEXT_MODES", "SimulatedVLMConfig", "SynthRSOptions", "TextScenesConfig",
-    "UniformCropConfig", "check_tracking_uri", "default_cache_dir", "flatten", "job_home", "load_config", "set_dotted",
+    "UniformCropConfig", "WebDatasetOptions", "check_tracking_uri", "default_cache_dir", "flatten", "job_home", "load_config", "set_dotted",
     "submitted_job", "RAY_JOB_ENV",
 ]
 GenerationTaskName = Literal["fine_grained_caption", "object_counts", "image_graph", "text_graph", "text_scenes"]
@@ -50,12 +51,18 @@ class DatasetConfig(StrictModel):
     """One dataset to benchmark: its native format and where its files are."""
 
     name: str = Field(description="Name used in tables and ids, e.g. 'ucm', 'rsicd'")
-    format: DatasetFormat = Field(description="Native annotation format: synthrs, karpathy, nwpu, precomp, custom, harma")
-    annotations: Path | None = Field(None, description="Annotation file (JSON/CSV/JSONL) or precomp folder; unused for synthrs")
-    image_root: Path | None = Field(None, description="Folder holding the image files; unused for synthrs")
+    format: DatasetFormat = Field(description="Native annotation format: synthrs, karpathy, nwpu, precomp, custom, harma, "
+                                  "webdataset (tar shards), metadata (Parquet/CSV table)")
+    annotations: Path | None = Field(None, description="Annotation file (JSON/CSV/JSONL) or precomp folder; webdataset: a "
+                                     "folder of .tar shards, one shard or a pattern ('shards/{00000..00099}.tar'); "
+                                     "metadata: a .parquet/.csv table or a folder of them; unused for synthrs")
+    image_root: Path | None = Field(None, description="Folder holding the image files; unused for synthrs and webdataset "
+                                    "(extracted under cache_dir); metadata: default the table's folder")
     split: str = Field("test", description="Split whose captions are the queries and whose images are the gallery")
     limit_images: int | None = Field(None, description="Keep only the first N images of the split (quick runs); None = all")
     synthrs: SynthRSOptions = Field(default_factory=SynthRSOptions, description="Options of the synthetic dataset (format synthrs)")
+    webdataset: WebDatasetOptions = Field(default_factory=WebDatasetOptions, description="Options of format webdataset")
+    metadata: MetadataTableOptions = Field(default_factory=MetadataTableOptions, description="Options of format metadata")
     verify_images: Literal["decode", "exists", "off"] = Field(
         "decode", description="Check of the image files: 'decode' also opens every image of the evaluated split and "
         "quarantines those that cannot be decoded (quarantine.csv in the run folder; their captions leave the "

@@ -70,6 +70,16 @@ def load_dataset(cfg: DatasetConfig, cache_dir: Path) -> RSDataset:
         from rsretrieval.data.harma import read_harma
 
         ds = read_harma(required_path(cfg, "annotations"), required_path(cfg, "image_root"), dataset=cfg.name, verify_images=check)
+    elif cfg.format == "webdataset":
+        from rsretrieval.data.webdataset import read_webdataset
+
+        ds = read_webdataset(required_path(cfg, "annotations"), cache_dir, dataset=cfg.name, options=cfg.webdataset,
+                             verify_images=check)
+    elif cfg.format == "metadata":
+        from rsretrieval.data.metadata_table import read_metadata_table
+
+        ds = read_metadata_table(required_path(cfg, "annotations"), cfg.image_root, dataset=cfg.name,
+                                 options=cfg.metadata, verify_images=check)
     else:  # pragma: no cover - pydantic's Literal already rejects it
         raise ValueError(f"unknown dataset format {cfg.format!r}")
     return ds

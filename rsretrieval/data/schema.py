@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -83,12 +84,26 @@ class DuplicateCaption:
 
 
 @dataclass
+class SkippedEntry:
+    """One sample, row or shard part a reader left out (web-scale formats keep their good rows)."""
+
+    source: str  # the file: tar shard or table
+    entry: str  # where in it: member name / sample key, "row 12 (line 13)", "byte 9216"
+    kind: str  # short reason code: no_image, no_caption, bad_image, damaged_shard, status, url, missing_file, ...
+    detail: str  # one line for people
+
+    def __str__(self) -> str:
+        return f"{self.source}, {self.entry}: {self.detail}"
+
+
+@dataclass
 class ReadReport:
     """What a reader noticed but did not treat as fatal: duplicates, skipped items."""
 
     source: str
     duplicate_captions: list[DuplicateCaption] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         """Counts for logging (MLflow params/metrics, console)."""
@@ -96,7 +111,34 @@ class ReadReport:
             "duplicate_caption_texts": len(self.duplicate_captions),
             "duplicate_caption_texts_cross_image": sum(d.cross_image for d in self.duplicate_captions),
             "warnings": len(self.warnings),
+            "skipped": len(self.skipped),
         }
+
+    def skipped_counts(self) -> dict[str, int]:
+        """Skipped entries per reason code, most frequent first."""
+        counts: dict[str, int] = {}
+        for s in self.skipped:
+            counts[s.kind] = counts.get(s.kind, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def write_skipped(self, folder: str | Path, dataset: str) -> Path:
+        """``skipped-<dataset>.csv`` in ``folder`` (the run folder): source, entry, kind, detail per skipped entry."""
+        import csv
+
+        path = Path(folder) / f"skipped-{dataset}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["source", "entry", "kind", "detail"])
+            writer.writerows([s.source, s.entry, s.kind, s.detail] for s in self.skipped)
+        return path
+
+    def skipped_note(self, dataset: str) -> str | None:
+        """The results footnote about skipped entries, or None when nothing was skipped."""
+        if not self.skipped:
+            return None
+        kinds = ", ".join(f"{n} {k}" for k, n in self.skipped_counts().items())
+        return (f"{dataset}: {len(self.skipped)} samples/rows left out while reading ({kinds}; "
+                f"skipped-{dataset}.csv names the file and entry of each)")
 
 
 @dataclass

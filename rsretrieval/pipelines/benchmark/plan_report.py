@@ -17,6 +17,14 @@ from rsretrieval.data.schema import RSDataset
 from rsretrieval.pipelines.benchmark.plan import Cell, Plan, Step
 
 
+def _webdataset_extracted(dcfg: DatasetConfig, cache_dir: Path) -> bool:
+    """Whether reading the webdataset shards would only read manifests (a plan never extracts them)."""
+    from rsretrieval.data.registry import required_path
+    from rsretrieval.data.tar_shards import is_extracted
+
+    return is_extracted(required_path(dcfg, "annotations"), cache_dir)
+
+
 @dataclass
 class PlanCache:
     """What the plan's steps would find in ``cache_dir`` (loaded datasets are kept for the estimate)."""
@@ -33,6 +41,9 @@ class PlanCache:
             if dcfg.format == "synthrs" and not synthrs_generated(dcfg.synthrs, self.cfg.cache_dir):
                 self.datasets[dcfg.name] = None
                 self.reasons[dcfg.name] = "synthrs not generated yet (the first run renders it, ~15 s)"
+            elif dcfg.format == "webdataset" and not _webdataset_extracted(dcfg, self.cfg.cache_dir):
+                self.datasets[dcfg.name] = None
+                self.reasons[dcfg.name] = "webdataset shards not extracted yet (the first run extracts them)"
             else:
                 full = load_dataset(dcfg, self.cfg.cache_dir)
                 self.datasets[dcfg.name] = evaluation_split(full, dcfg)
@@ -45,6 +56,8 @@ class PlanCache:
         if step.kind == "data":
             if dcfg.format == "synthrs":
                 return "cached" if self.dataset(dcfg) is not None else "to run"
+            if dcfg.format == "webdataset":
+                return "reads manifests (extracted)" if self.dataset(dcfg) is not None else "to run (extracts the shards)"
             return "reads annotations"
         if step.kind == "embed":
             return self._embed_state(dcfg, step.backbone or "")

@@ -127,6 +127,10 @@ def dataset_files(dcfg: Any, cache_dir: Path) -> list[Path | None]:
 
         d = synthrs_dir(dcfg.synthrs, cache_dir)
         return sorted(d.glob("*.parquet")) + [d / "manifest.json"]
+    if dcfg.format == "webdataset" and dcfg.annotations is not None:  # a pattern names its shards
+        from rsretrieval.data.webdataset import find_shards
+
+        return list(find_shards(dcfg.annotations)[0])
     return [dcfg.annotations]
 
 

@@ -25,6 +25,10 @@ def prepare_dataset(ctx: RunContext, dcfg: DatasetConfig) -> DatasetState:
     generation tasks, and compute (or load) its crops and text scenes."""
     cfg, tracker, notes = ctx.cfg, ctx.tracker, ctx.footnotes
     full = load_dataset(dcfg, cfg.cache_dir)
+    if full.report is not None and full.report.skipped:  # web-scale formats leave bad samples out, counted
+        tracker.log_metrics({f"data.{dcfg.name}.skipped_entries": len(full.report.skipped)})
+        tracker.log_artifact(full.report.write_skipped(ctx.run_dir, dcfg.name))
+        notes.append(full.report.skipped_note(dcfg.name))
     ds = evaluation_split(full, dcfg)
     if dcfg.verify_images == "decode":  # undecodable images leave with their captions, counted
         from rsretrieval.data.quarantine import quarantine_images

@@ -36,12 +36,22 @@ def verify_dataset_paths(d: DatasetConfig) -> None:
         return
     from rsretrieval.data.registry import required_path
 
-    annotations, image_root = required_path(d, "annotations"), required_path(d, "image_root")
+    annotations = required_path(d, "annotations")
+    image_root = d.image_root if d.format in ("webdataset", "metadata") else required_path(d, "image_root")
     try:
-        verify = importlib.import_module(f"rsretrieval.data.{d.format}")._verify
-        verify(annotations, image_root, d.name) if d.format == "harma" else verify(annotations, image_root)
+        if d.format == "webdataset":  # images come from the shards (extracted under cache_dir)
+            from rsretrieval.data.webdataset import find_shards
+
+            find_shards(annotations)
+        elif d.format == "metadata":  # image_root is optional (default: each table's folder)
+            from rsretrieval.data.metadata_table import find_tables
+
+            find_tables(annotations, image_root)
+        else:
+            verify = importlib.import_module(f"rsretrieval.data.{d.format}")._verify
+            verify(annotations, image_root, d.name) if d.format == "harma" else verify(annotations, image_root)
     except DatasetNotFoundError as e:
-        if submitted_job() and not (Path(annotations).is_absolute() and Path(image_root).is_absolute()):
+        if submitted_job() and not all(Path(p).is_absolute() for p in (annotations, image_root) if p is not None):
             raise DatasetNotFoundError(f"dataset '{d.name}'", e.path, str(e) + JOB_HINT) from e
         raise
 
