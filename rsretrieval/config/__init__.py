@@ -130,7 +130,7 @@ class EvalConfig(StrictModel):
     shortlist_backend: Literal["exact", "faiss"] = Field("exact", description="V2V shortlist: blocked exact top-k "
                                                          "(bounded memory) or a FAISS flat index (extra [faiss])")
     bootstrap_resamples: int = Field(1000, ge=0, description="Bootstrap resamples over queries for the CIs of R@K/mR "
-                                     "and the paired test vs V2V (0 = no CIs, no p-values)")
+                                     "and the paired test vs V2V (0 = no CI or p-value columns; findings.csv still bootstraps, with 1000)")
     bootstrap_seed: int = Field(0, description="Seed of the bootstrap and permutation draws")
     confidence: float = Field(0.95, gt=0, lt=1, description="CI level; 1 - confidence is the significance level of "
                               "the 'significant wins only' rows")

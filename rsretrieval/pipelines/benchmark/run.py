@@ -173,7 +173,9 @@ def _write_findings(df: Any, run_dir: Path, cfg: BenchmarkConfig, tracker: Track
     """findings.csv/.md: each claim of the thesis tested on this run's cells (paired bootstrap over queries)."""
     from rsretrieval.evaluation.findings import compute_findings, write_findings
 
-    findings = compute_findings(df, run_dir / "per_query", cfg.eval.confidence, cfg.eval.bootstrap_resamples,
+    # a verdict needs its bootstrap: eval.bootstrap_resamples=0 turns off the table's CI columns, not the
+    # findings (the report falls back to the same 1000)
+    findings = compute_findings(df, run_dir / "per_query", cfg.eval.confidence, cfg.eval.bootstrap_resamples or 1000,
                                 cfg.eval.bootstrap_seed)
     path = write_findings(findings, run_dir)
     tracker.log_artifact(path)
