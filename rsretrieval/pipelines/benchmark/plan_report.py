@@ -64,19 +64,19 @@ class PlanCache:
         if step.kind in ("graphs", "train_vg2vg") and cfg.graph_matching.train.enabled:
             folder = Path(cfg.cache_dir) / "graph_models"
             n = len(list(folder.glob("*.pt"))) if folder.is_dir() else 0
-            return f"? (keyed by training data; {n} matchers cached)"
+            return f"? (keyed by training data; {n} matchers cached)" if n else "to run"
         return "to run"
 
     def _embed_state(self, dcfg: DatasetConfig, backbone: str) -> str:
         from rsretrieval.pipelines.stages.embed_many import EmbedRequest, embedding_dir
 
-        ds = self.dataset(dcfg)
-        if ds is None:
-            return "to run"
         bcfg = next(b for b in self.cfg.backbones if b.name == backbone)
         checkpoint = self._checkpoint(bcfg)
         if isinstance(checkpoint, str):
             return checkpoint
+        ds = self.dataset(dcfg)
+        if ds is None:
+            return "to run"
         tables = [EmbedRequest("images", ds.images), EmbedRequest("captions", ds.captions)]
         done = [embedding_dir(self.cfg.cache_dir, r, backbone, checkpoint).is_dir() for r in tables]
         if not all(done):
