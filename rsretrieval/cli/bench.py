@@ -291,6 +291,39 @@ BENCHES: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Ca
 }
 
 
+CORPUS_HELP = """The benchmark job at NWPU-Captions shape (31,500 x FRACTION synthrs test images, 5 + 1 captions each) on
+the two-stage path: per stage rows, seconds, rows/s, and the peak memory of every process kind.
+
+  rsretrieval bench corpus --fraction 0.1 --cache-dir /data/rsr-cache --output-dir /data/rsr-runs
+"""
+
+
+def add_corpus_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fraction", type=float, default=0.1, help="share of the 31,500 NWPU images (1.0 = full size)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="cache (default: the cache dir)")
+    p.add_argument("--output-dir", type=Path, default=Path("runs"), help="where the run folder goes")
+    p.add_argument("--shortlist-k", type=int, default=100, help="V2V shortlist that S2S / G2G / VG2VG rerank")
+    p.add_argument("--gmn-checkpoint", type=Path, default=None,
+                   help="trained graph matchers (graph_models/*.pt of a run); default: Hungarian only")
+    p.add_argument("--json", type=Path, default=None, help="also write the measurements to this JSON file")
+
+
+def corpus_cmd(args: argparse.Namespace) -> dict[str, Any]:
+    from rsretrieval.benchmarks.corpus_scale import format_result, run
+    from rsretrieval.config import default_cache_dir
+
+    res = run(args.fraction, args.cache_dir or default_cache_dir(), args.output_dir, args.shortlist_k,
+              args.gmn_checkpoint)
+    print(format_result(res))
+    if args.json is not None:
+        args.json.write_text(json.dumps(res, indent=2))
+    return res
+
+
+BENCHES["corpus"] = ("the benchmark job at NWPU-Captions shape: stages and memory", CORPUS_HELP, add_corpus_args,
+                     corpus_cmd)
+
+
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     """One sub-subcommand per benchmark of :data:`BENCHES`."""
     sub = p.add_subparsers(dest="bench", required=True, metavar="{" + ",".join(BENCHES) + "}")

@@ -1,0 +1,48 @@
+"""The NWPU-shape harness (``rsretrieval bench corpus``): its config and its memory sampler."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rsretrieval.benchmarks.corpus_scale import NWPU_IMAGES, MemorySampler, corpus_config, process_kind
+
+
+def test_corpus_config_is_nwpu_shaped_and_two_stage(tmp_path: Path) -> None:
+    cfg = corpus_config(0.1, tmp_path / "c", tmp_path / "o", shortlist_k=50)
+    syn = cfg.datasets[0].synthrs
+    assert syn.n_test == round(NWPU_IMAGES * 0.1) == 3150 and syn.n_train == 0
+    assert cfg.eval.shortlist_k == 50 and set(cfg.modes) == {"v2v", "s2s", "g2g", "vg2vg"}
+    assert cfg.graph_matching.similarities == ["hungarian"]  # no checkpoint: no GMN cells, no training
+    assert not cfg.graph_matching.train.enabled
+
+
+def test_memory_sampler_sees_children_by_kind() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "x = bytearray(64 * 2**20); import time; time.sleep(3)"])
+    try:
+        time.sleep(1.0)
+        with MemorySampler(interval=0.1) as mem:
+            time.sleep(0.5)
+    finally:
+        child.kill()
+    assert mem.peaks["driver"] > 0
+    kinds = [k for k in mem.peaks if k != "driver"]
+    assert kinds and max(mem.peaks[k] for k in kinds) > 60 * 2**20  # the child's 64 MB
+
+
+def test_process_kind_names_ray_actors() -> None:
+    class P:
+        def __init__(self, cmd: list[str]) -> None:
+            self.cmd = cmd
+
+        def cmdline(self) -> list[str]:
+            return self.cmd
+
+        def name(self) -> str:
+            return "x"
+
+    assert process_kind(P(["ray::MapWorker(MapBatches(ImageEmbedStage)).__init__"])) == "MapWorker(MapBatches(ImageEmbedStage))"
+    assert process_kind(P(["ray::IDLE"])) == "IDLE"
+    assert process_kind(P(["/usr/lib/ray/core/src/ray/raylet/raylet", "--x"])) == "raylet"
