@@ -170,10 +170,10 @@ def test_benchmark_on_s3_and_rerun_reuses_the_buckets_cache(bucket: str, tmp_pat
     assert "runs/mlflow.db" in keys
     assert any(k.startswith("runs/mlartifacts/") and k.endswith("/results.csv") for k in keys)  # MLflow -> s3
     assert any(k.startswith("cache/embeddings/") and k.endswith("/_SUCCESS") for k in keys)
-    assert any(k.startswith("cache/rs_tiny") for k in keys) or any("rs-tiny" in k or "rs_tiny" in k for k in keys)
-    assert yaml.safe_load(keys and (first.run_dir / "config.yaml").read_text())["cache_dir"] == f"s3://{bucket}/cache"
+    assert any(k.startswith("cache/backbones/") and k.endswith(".pt") for k in keys)  # the trained rs-tiny
+    assert yaml.safe_load((first.run_dir / "config.yaml").read_text())["cache_dir"] == f"s3://{bucket}/cache"
 
-    shutil.rmtree(tmp_path / "mirror")  # a fresh machine: nothing local, the bucket has the cache
+    shutil.rmtree(tmp_path / "mirror" / bucket / "cache")  # a fresh cache mirror: the bucket has the cache
 
     def no_training(*args, **kwargs):
         raise AssertionError("rs-tiny retrained: its checkpoint should come from the bucket")

@@ -6,8 +6,9 @@ Stages read and write local POSIX paths, so the run works on local copies (:func
   pushed after every step and at the end, also when the run fails: a rerun on a fresh machine reuses
   the bucket's cache, a killed run loses at most its current step;
 - output_dir URI: the run folder is staged locally and uploaded at the end (a failed run too, with
-  ``summary.json`` status ``failed``); the MLflow SQLite store ``mlflow.db`` is pulled before and pushed
-  after (runs from several machines accumulate in it; two runs finishing together: the last one wins).
+  ``summary.json`` status ``failed``); the MLflow SQLite store ``mlflow.db`` is pulled before (onto a
+  machine without one) and pushed after: runs from several machines accumulate in it when they take
+  turns; two machines running at once: the last upload wins.
   MLflow artifacts go straight to ``<output_dir>/mlartifacts`` (see
   :mod:`~rsretrieval.pipelines.runtime.tracking`).
 """
@@ -76,7 +77,8 @@ class RunStorage:
             stats = self.cache.pull(self.cache_local)
             log.info("cache %s: %d files pulled into %s, %d already there", self.cache.uri, stats.files,
                      self.cache_local, stats.skipped)
-        if self.outputs:
+        if self.outputs and not (self.cfg.local_output_dir / MLFLOW_DB).exists():
+            # only onto a machine that has none: a database an MLflow client may hold open is never replaced
             self.outputs.pull(self.cfg.local_output_dir, only=[MLFLOW_DB])
 
     def push_cache(self) -> None:
