@@ -184,3 +184,25 @@ def test_benchmark_on_s3_and_rerun_reuses_the_buckets_cache(bucket: str, tmp_pat
     assert local["embeddings_cached"].all()
     assert "runs/second/results.csv" in _keys(bucket, "runs/second/")
     assert sorted(_keys(bucket, "runs/first/")) == sorted(k for k in keys if k.startswith("runs/first/"))
+
+
+def test_failed_run_is_uploaded_with_its_status(bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import rsretrieval.pipelines.benchmark.run as run
+    from rsretrieval.cli.benchmark import announce_outputs
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed mid-run")
+
+    monkeypatch.setattr(run, "execute", boom)
+    cfg = load_config(None, [f"output_dir=s3://{bucket}/runs", f"cache_dir={tmp_path / 'cache'}", "run_name=broken"])
+    announce_outputs(cfg)
+    assert capsys.readouterr().out.strip() == f"outputs: s3://{bucket}/runs/broken"
+    with pytest.raises(RuntimeError, match="killed mid-run"):
+        run.run_benchmark(cfg)
+    keys = _keys(bucket)
+    assert {"runs/broken/summary.json", "runs/broken/config.yaml", "runs/mlflow.db"} <= set(keys)
+    body = boto3.client("s3").get_object(Bucket=bucket, Key="runs/broken/summary.json")["Body"].read()
+    assert json.loads(body) == {"status": "failed", "error": "RuntimeError: killed mid-run"}
