@@ -197,13 +197,20 @@ class RemoteFolder:
             raise self._fail(f"copying {src} -> {dest} failed", exc) from exc
 
 
-def open_filesystem(uri: str, timeout: float | None = None) -> tuple[Any, str]:
+def open_filesystem(uri: str, timeout: float | None = None, ship_credentials: bool = False) -> tuple[Any, str]:
     """(pyarrow filesystem, path inside it) of a URI. S3 takes its endpoint, region and credentials from the
     environment (``AWS_ENDPOINT_URL`` included); ``timeout`` bounds connect/request time and retries, so an
-    unreachable endpoint fails in seconds."""
+    unreachable endpoint fails in seconds. ``ship_credentials``: S3 keys from the environment are put into
+    the filesystem object, so that a pickled copy (Ray Train's processes) carries them."""
     from pyarrow import fs
 
     u = urlparse(uri)
+    if u.scheme in ("s3", "s3a") and ship_credentials and os.environ.get("AWS_ACCESS_KEY_ID"):
+        filesystem, path = open_filesystem(uri, timeout)
+        options = filesystem.__reduce__()[1][0]
+        options.update(access_key=os.environ["AWS_ACCESS_KEY_ID"], secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                       session_token=os.environ.get("AWS_SESSION_TOKEN"))
+        return fs.S3FileSystem(**{k: v for k, v in options.items() if v is not None}), path
     if u.scheme in ("s3", "s3a") and timeout is None:
         timeout = float(os.environ.get(TIMEOUT_ENV, 0)) or None
     if u.scheme in ("s3", "s3a") and timeout is not None:

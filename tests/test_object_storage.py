@@ -206,3 +206,25 @@ def test_failed_run_is_uploaded_with_its_status(bucket: str, tmp_path: Path, mon
     assert {"runs/broken/summary.json", "runs/broken/config.yaml", "runs/mlflow.db"} <= set(keys)
     body = boto3.client("s3").get_object(Bucket=bucket, Key="runs/broken/summary.json")["Body"].read()
     assert json.loads(body) == {"status": "failed", "error": "RuntimeError: killed mid-run"}
+
+
+def test_ray_train_storage_path_on_s3(bucket: str, ray_local) -> None:
+    """graph_matching.train.storage_path as an s3:// URI goes to Ray Train's RunConfig as is (a tiny fit).
+    Ray's workers read AWS_* from the environment they were started with: this module sets it before Ray starts."""
+    pytest.importorskip("torch_geometric")
+    from rsretrieval.config import GMNConfig, GraphEncoderConfig, GraphTrainingConfig
+    from rsretrieval.pipelines.stages.train_graphs import fit_graph_matchers
+    from rsretrieval.storage import delete_folder
+    from rsretrieval.training.graph_loop import TrainData
+    from rsretrieval.training.graph_stages import Stage
+    from rsretrieval.training.graph_model import training_gmn_config
+    from rsretrieval.training.synthetic_graphs import synthetic_pairs
+    data = TrainData(synthetic_pairs(64, seed=1, captions_per_image=1), synthetic_pairs(16, seed=2))
+    stage = Stage(key="s3fit", data=data, encoder=GraphEncoderConfig(kind="gat"),
+                  gmn=training_gmn_config(GMNConfig(), False))
+    cfg = GraphTrainingConfig(epochs=1, batch_size=32, workers=1, patience=5)
+    done, _, _ = fit_graph_matchers([stage], cfg, "s3run", f"s3://{bucket}/ray_train")
+    assert "s3fit" in done
+    assert any(k.startswith("ray_train/s3run/") for k in _keys(bucket))  # Ray Train wrote to the bucket
+    delete_folder(f"s3://{bucket}/ray_train/s3run")
+    assert not _keys(bucket, "ray_train/s3run/")

@@ -185,11 +185,11 @@ def fit_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphE
 
 def storage_args(storage: str | Path) -> dict[str, Any]:
     """RunConfig's storage: a local folder, or a URI opened here with pyarrow (the driver's environment:
-    ``AWS_ENDPOINT_URL`` travels inside the pickled filesystem to Ray's processes, which may have been
-    started without it; credentials still come from theirs or the instance's role)."""
+    ``AWS_ENDPOINT_URL`` and the ``AWS_*`` keys travel inside the pickled filesystem to Ray's processes,
+    which may have been started without them; without keys in the environment they use their own chain)."""
     if not is_uri(storage):
         return {"storage_path": str(storage)}
-    filesystem, path = open_filesystem(str(storage))
+    filesystem, path = open_filesystem(str(storage), ship_credentials=True)
     return {"storage_path": path, "storage_filesystem": filesystem}
 
 
