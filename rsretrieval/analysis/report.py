@@ -23,6 +23,7 @@ import yaml
 
 from rsretrieval.analysis.html import esc, figure_uri, file_uri, frame_html, markdown_html, thumbnail_uri
 from rsretrieval.config import BenchmarkConfig, ReportConfig
+from rsretrieval.config.base import local_folder
 from rsretrieval.evaluation.cost import cell_label
 
 MAX_EDGES = 14  # edges listed per graph in the examples
@@ -189,7 +190,7 @@ def _examples(run_dir: Path, cfg: BenchmarkConfig, results: pd.DataFrame, rcfg: 
         if sub.empty:
             continue
         try:
-            ds = evaluation_split(load_dataset(dcfg, cfg.cache_dir), dcfg)
+            ds = evaluation_split(load_dataset(dcfg, local_folder(cfg.cache_dir)), dcfg)
         except Exception as exc:  # noqa: BLE001 - the report must still render without the images
             parts.append(f"<p>{esc(dcfg.name)}: images unavailable ({esc(str(exc))})</p>")
             continue

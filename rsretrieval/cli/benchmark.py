@@ -64,7 +64,7 @@ def announce_outputs(cfg: Any) -> None:
     """Say where the run writes, before any work; in a submitted Ray job, also why there."""
     from rsretrieval.config import job_home, submitted_job
 
-    where = f"outputs: {cfg.run_dir}"
+    where = f"outputs: {cfg.run_location}"
     if submitted_job():
         where += (f" (a `ray job submit` job runs in a temporary copy of --working-dir, so relative output paths "
                   f"are taken from $RSR_HOME = {job_home()}; pass an absolute --output-dir to choose)")
@@ -72,20 +72,22 @@ def announce_outputs(cfg: Any) -> None:
 
 
 def outputs_summary(cfg: Any, result: Any) -> str:
-    """Absolute paths of what a run wrote, and how to open its MLflow store."""
+    """Absolute paths (or URIs: output_dir in object storage) of what a run wrote, and how to open its MLflow store."""
+    from rsretrieval.pipelines.runtime.object_storage import staged
     from rsretrieval.pipelines.runtime.tracking import tracking_uri
 
     run_dir = Path(result.run_dir).resolve()
-    lines = [f"results: {Path(result.results_csv).resolve()}", f"per-query ranks: {run_dir / 'per_query'}"]
+    lines = [f"results: {staged(Path(result.results_csv), cfg)}", f"per-query ranks: {staged(run_dir / 'per_query', cfg)}"]
     if (run_dir / "findings.csv").exists():
-        lines.append(f"findings: {run_dir / 'findings.csv'}")
+        lines.append(f"findings: {staged(run_dir / 'findings.csv', cfg)}")
     if (run_dir / "report.html").exists():
-        lines.append(f"report: {run_dir / 'report.html'}")
+        lines.append(f"report: {staged(run_dir / 'report.html', cfg)}")
     if result.mlflow_run_id:
         uri = tracking_uri(cfg)
-        lines.append(f"MLflow run {result.mlflow_run_id}: mlflow ui --backend-store-uri {uri}")
+        where = f" (a copy of {str(cfg.output_dir).rstrip('/')}/mlflow.db)" if str(cfg.output_dir) != str(cfg.local_output_dir) else ""
+        lines.append(f"MLflow run {result.mlflow_run_id}: mlflow ui --backend-store-uri {uri}{where}")
     if (run_dir / "run.log").exists():
-        lines.append(f"log: {run_dir / 'run.log'}")
+        lines.append(f"log: {staged(run_dir / 'run.log', cfg)}")
     lines.append(f"wall time: {result.seconds:.1f} s")
     return "\n".join(lines)
 

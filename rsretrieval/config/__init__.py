@@ -13,7 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from rsretrieval.config.base import RAY_JOB_ENV, expand_path, output_path, StrictModel, default_cache_dir, job_home, submitted_job
+from rsretrieval.config.base import (RAY_JOB_ENV, StrictModel, default_cache_dir, expand_path, job_home, local_folder,
+                                     output_location, submitted_job)
 from rsretrieval.config.datasets import MetadataTableOptions, WebDatasetOptions
 from rsretrieval.config.generation import GenerationConfig, SimulatedVLMConfig
 from rsretrieval.config.graphs import (GMNConfig, GraphEncoderConfig, GraphMatchingConfig, GraphTrainingConfig,
@@ -275,12 +276,14 @@ class BenchmarkConfig(StrictModel):
     """The full benchmark: datasets x backbones x modes, written under output_dir/run_name."""
 
     run_name: str = Field("embedded", description="Name of the run: its output folder and MLflow run name")
-    output_dir: Path = Field(Path("runs"), validate_default=True,
-                             description="Root folder of run outputs (results, per-query ranks, mlflow.db); a relative "
-                             "path is taken from the working directory, in a `ray job submit` job from $RSR_HOME "
-                             "(default ~/rsretrieval), because the job's working directory is a temporary copy")
-    cache_dir: Path = Field(default_factory=default_cache_dir, validate_default=True,
-                            description="Cache of synthetic data, trained models and embeddings (relative: as output_dir)")
+    output_dir: Path | str = Field(Path("runs"), validate_default=True,
+                                   description="Root folder of run outputs (results, per-query ranks, mlflow.db); a relative "
+                                   "path is taken from the working directory, in a `ray job submit` job from $RSR_HOME "
+                                   "(default ~/rsretrieval), because the job's working directory is a temporary copy; "
+                                   "an s3:// or gs:// URI: the run is staged locally and uploaded (README)")
+    cache_dir: Path | str = Field(default_factory=default_cache_dir, validate_default=True,
+                                  description="Cache of synthetic data, trained models and embeddings (relative: as "
+                                  "output_dir; a URI: worked on in a local mirror synchronised with the bucket)")
     datasets: list[DatasetConfig] = Field(
         default_factory=lambda: [DatasetConfig(name="synthrs", format="synthrs")],
         description="Datasets to benchmark (default: the embedded synthetic dataset)",
@@ -310,7 +313,7 @@ class BenchmarkConfig(StrictModel):
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig, description="Experiment tracking")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray cluster")
 
-    _outputs = field_validator("output_dir", "cache_dir", mode="before")(lambda cls, v: output_path(v))
+    _outputs = field_validator("output_dir", "cache_dir", mode="before")(lambda cls, v: output_location(v))
 
     @model_validator(mode="after")
     def _generators_available(self) -> "BenchmarkConfig":
@@ -320,8 +323,19 @@ class BenchmarkConfig(StrictModel):
         return self
 
     @property
+    def local_output_dir(self) -> Path:
+        """output_dir, or its local staging folder when it is a URI."""
+        return local_folder(self.output_dir)
+
+    @property
     def run_dir(self) -> Path:
-        return self.output_dir / self.run_name
+        """The run's folder on this machine (staged here and uploaded when output_dir is a URI)."""
+        return self.local_output_dir / self.run_name
+
+    @property
+    def run_location(self) -> str:
+        """Where the run's outputs end up: run_dir, or ``<output_dir URI>/<run_name>``."""
+        return f"{str(self.output_dir).rstrip('/')}/{self.run_name}" if isinstance(self.output_dir, str) else str(self.run_dir)
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -37,6 +37,25 @@ def job_home() -> Path:
     return Path(expand_path(os.environ.get("RSR_HOME")) or Path.home() / "rsretrieval")
 
 
+def output_location(p: Path | str | None) -> Path | str | None:
+    """An output or cache folder: a URI (``s3://bucket/prefix``, ``gs://...``) kept as the str it is, else
+    :func:`output_path` as a Path."""
+    from rsretrieval.storage import is_uri
+
+    if p is None:
+        return None
+    p = expand_path(p)
+    return p if is_uri(p) else Path(output_path(p))
+
+
+def local_folder(p: Path | str) -> Path:
+    """Where a run works on the folder ``p``: the folder itself, or for a URI its local mirror
+    (``$RSR_MIRROR_DIR`` or ``$RSR_HOME/mirror``, then ``<bucket>/<prefix>``)."""
+    from rsretrieval.storage import is_uri, mirror_dir
+
+    return mirror_dir(str(p), job_home() / "mirror") if is_uri(p) else Path(p)
+
+
 def output_path(p: Path | str | None) -> str | None:
     """An output folder, expanded and made absolute: a relative one against the working directory, or,
     in a submitted Ray job, against :func:`job_home` (the job's working directory is temporary).

@@ -44,6 +44,7 @@ from rsretrieval.pipelines.runtime.tracking import Tracker, metric_key
 from rsretrieval.training.graph_loop import GraphPairs, TrainData
 from rsretrieval.training.graph_model import GraphMatcher, save_matcher, training_gmn_config, vg2vg_init
 from rsretrieval.training.graph_stages import Stage
+from rsretrieval.storage import delete_folder, is_uri, join_uri
 
 log = logging.getLogger(__name__)
 VANILLA_ENCODER = GraphEncoderConfig(kind="vanilla")
@@ -126,7 +127,10 @@ def fit_cached(cfg: BenchmarkConfig, stages: list[Stage]) -> list[StageResult]:
             torch.save(done[st.key], tmp)
             tmp.replace(folder / f"{st.key}.pt")
             states[st.key] = done[st.key]
-        shutil.rmtree(run_path, ignore_errors=True)  # its per-epoch checkpoints: the cache files supersede them
+        if is_uri(storage):  # s3:// / gs:// storage_path: Ray Train's run folder is in the bucket
+            delete_folder(join_uri(str(storage), run_name))
+        else:
+            shutil.rmtree(run_path, ignore_errors=True)  # its per-epoch checkpoints: the cache files supersede them
     out, trained = [], {st.key for st in todo}
     for st in stages:
         state = states[st.key]

@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -26,6 +26,7 @@ from rsretrieval.pipelines.benchmark.steps import (prepare_dataset, prepare_data
                                                    write_models)
 from rsretrieval.pipelines.benchmark.trust import add_trust_columns, trust_metrics
 from rsretrieval.pipelines.benchmark.vectors import embed_backbone, score_vector_cell
+from rsretrieval.pipelines.runtime.object_storage import RunStorage
 from rsretrieval.pipelines.runtime.preflight import preflight
 from rsretrieval.pipelines.runtime.ray_session import init_ray
 from rsretrieval.pipelines.runtime.tracking import Tracker, mlflow_run
@@ -53,16 +54,24 @@ class BenchmarkResult:
 def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     """Run every cell of the plan; write results.csv/.md, per-query Parquet, and the MLflow run."""
     t_start = time.perf_counter()
-    preflight(cfg)  # paths, backbones, checkpoints: fail in seconds, before Ray starts
+    preflight(cfg)  # paths, backbones, checkpoints, buckets: fail in seconds, before Ray starts
+    storage = RunStorage(cfg)  # s3:// / gs:// output_dir or cache_dir: local copies, synced with the bucket
+    storage.pull()
+    declared, cfg = cfg, storage.local_config()
     plan = build_plan(cfg)
     run_dir = cfg.run_dir
     (run_dir / "per_query").mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(declared.model_dump(mode="json"), sort_keys=False))
     init_ray(cfg.ray, lazy_local=True)  # a local instance starts when a stage first needs Ray
-    with mlflow_run(cfg) as tracker:
-        ctx = RunContext(cfg, tracker, run_dir)
-        execute(ctx, plan)
-        result = finish(ctx, t_start)
+    try:
+        with mlflow_run(cfg) as tracker:
+            ctx = RunContext(cfg, tracker, run_dir)
+            execute(ctx, plan, storage.after_step if storage.cache else None)
+            result = finish(ctx, t_start)
+    except BaseException as exc:
+        storage.finish(exc)
+        raise
+    storage.finish(None)
     result.plan = plan
     if cfg.eval.shortlist_k:
         from rsretrieval.pipelines.benchmark.two_stage import drop_scratch
@@ -71,8 +80,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     return result
 
 
-def execute(ctx: RunContext, plan: Plan) -> None:
-    """Run the plan's steps in order: each stage once, then the cells of each score step."""
+def execute(ctx: RunContext, plan: Plan, after_step: Callable[[], None] | None = None) -> None:
+    """Run the plan's steps in order: each stage once, then the cells of each score step; ``after_step``
+    runs after every step that writes the cache (the object-storage push)."""
     cfg = ctx.cfg
     datasets = {d.name: d for d in cfg.datasets}
     backbones = {b.name: b for b in cfg.backbones}
@@ -81,6 +91,8 @@ def execute(ctx: RunContext, plan: Plan) -> None:
     for step in plan.steps:
         if step.kind == "data":
             states[step.dataset] = prepare_dataset(ctx, datasets[step.dataset])
+            if after_step is not None:
+                after_step()
             continue
         state = states[step.dataset]
         if step.kind == "graphs":
@@ -96,6 +108,9 @@ def execute(ctx: RunContext, plan: Plan) -> None:
         else:
             for cell in step.cells:
                 score_cell(ctx, state, cell, graph_scorers)
+            continue
+        if after_step is not None:
+            after_step()
 
 
 def score_cell(ctx: RunContext, state: DatasetState, cell: Cell, graph_scorers: dict[tuple[str, str | None], Any]) -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from rsretrieval.config import BenchmarkConfig
 from rsretrieval.evaluation.seeds import aggregate_seeds, write_seed_tables
+from rsretrieval.storage import RemoteFolder, is_uri, join_uri
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ def run_seeds(cfg: BenchmarkConfig, seeds: list[int]) -> Path:
         log.info("seed %d: %s", seed, res.results_csv)
         results[seed] = pd.read_csv(res.results_csv)
         runs.append(res.run_dir)
-    out = Path(cfg.output_dir) / f"{cfg.run_name}-seeds"
+    out = cfg.local_output_dir / f"{cfg.run_name}-seeds"  # output_dir a URI: the local staging folder
     write_seed_tables(aggregate_seeds(results), out, runs)
+    if is_uri(cfg.output_dir):
+        RemoteFolder(join_uri(str(cfg.output_dir), out.name)).push(out)
     return out

@@ -17,6 +17,8 @@ from rsretrieval._lazy import MissingDependencyError
 from rsretrieval.config import BenchmarkConfig, DatasetConfig, submitted_job
 from rsretrieval.data.errors import DatasetError, DatasetNotFoundError
 from rsretrieval.encoders.registry import CheckpointNotFoundError, UnknownBackboneError
+from rsretrieval.pipelines.runtime.object_storage import verify_storage
+from rsretrieval.storage import StorageError
 
 
 class ConfigError(ValueError):
@@ -24,7 +26,7 @@ class ConfigError(ValueError):
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ValidationError, DatasetError, CheckpointNotFoundError,
-                                               UnknownBackboneError, MissingDependencyError)
+                                               UnknownBackboneError, MissingDependencyError, StorageError)
 
 JOB_HINT = (" This is a `ray job submit` job: Ray runs it in a temporary copy of --working-dir, so a relative "
             "path is read from that copy. Give an absolute path that the cluster's nodes can read.")
@@ -75,6 +77,7 @@ def verify_graph_checkpoint(cfg: BenchmarkConfig) -> None:
 
 def preflight(cfg: BenchmarkConfig) -> None:
     """Everything that can be checked before Ray starts; raises one of :data:`USER_ERRORS`."""
+    verify_storage(cfg)  # object-storage folders: endpoint reachable, bucket there
     for d in cfg.datasets:
         verify_dataset_paths(d)
     verify_backbones(cfg)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rsretrieval.config import BenchmarkConfig, check_tracking_uri, flatten
+from rsretrieval.storage import is_uri, join_uri
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,13 @@ LOCKED_BACKOFF_S = 0.25  # first back-off; doubles per attempt, with full jitter
 
 
 def tracking_uri(cfg: BenchmarkConfig) -> str:
-    """Config value, else $MLFLOW_TRACKING_URI, else ``sqlite:///<output_dir>/mlflow.db``."""
+    """Config value, else $MLFLOW_TRACKING_URI, else ``sqlite:///<output_dir>/mlflow.db`` (output_dir a URI:
+    its local staging folder; the database is uploaded with the run)."""
     if cfg.mlflow.tracking_uri:
         return cfg.mlflow.tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return check_tracking_uri(os.environ["MLFLOW_TRACKING_URI"], "$MLFLOW_TRACKING_URI")
-    out = Path(cfg.output_dir).resolve()
+    out = cfg.local_output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{out / 'mlflow.db'}"
 
@@ -137,9 +139,16 @@ def mlflow_run(cfg: BenchmarkConfig) -> Iterator[Tracker]:
     # store does not leak into child processes (a Ray head started later would inherit it)
     previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    # MLflow's S3 artifact store (boto3) takes a custom endpoint from $MLFLOW_S3_ENDPOINT_URL only
+    s3_endpoint = (is_uri(cfg.output_dir) and "MLFLOW_S3_ENDPOINT_URL" not in os.environ
+                   and os.environ.get("AWS_ENDPOINT_URL"))
+    if s3_endpoint:
+        os.environ["MLFLOW_S3_ENDPOINT_URL"] = s3_endpoint
     try:
         yield from _run_in(mlflow, cfg, uri)
     finally:
+        if s3_endpoint:
+            os.environ.pop("MLFLOW_S3_ENDPOINT_URL", None)
         if previous_env is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
@@ -163,6 +172,8 @@ def _experiment_id(mlflow: Any, cfg: BenchmarkConfig, uri: str) -> str:
         return exp.experiment_id
     # with a database store MLflow would put artifacts under ./mlruns of whatever the cwd is
     artifacts = (Path(cfg.output_dir).resolve() / "mlartifacts").as_uri() if uri.startswith("sqlite") else None
+    if uri.startswith("sqlite") and is_uri(cfg.output_dir):  # MLflow writes them to the bucket itself
+        artifacts = join_uri(str(cfg.output_dir), "mlartifacts")
     try:
         return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
     except Exception:

@@ -27,6 +27,7 @@ from rsretrieval.config import GMNConfig, GraphEncoderConfig, GraphTrainingConfi
 from rsretrieval.pipelines.runtime.ray_session import ensure_ray
 from rsretrieval.training.graph_loop import TrainData
 from rsretrieval.training.graph_stages import Stage, train_stages
+from rsretrieval.storage import is_uri, open_filesystem
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
@@ -182,6 +183,16 @@ def fit_graph_matcher(data: TrainData, cfg: GraphTrainingConfig, encoder: GraphE
     return FitResult(results[run_name], seconds, run_path)
 
 
+def storage_args(storage: str | Path) -> dict[str, Any]:
+    """RunConfig's storage: a local folder, or a URI opened here with pyarrow (the driver's environment:
+    ``AWS_ENDPOINT_URL`` and the ``AWS_*`` keys travel inside the pickled filesystem to Ray's processes,
+    which may have been started without them; without keys in the environment they use their own chain)."""
+    if not is_uri(storage):
+        return {"storage_path": str(storage)}
+    filesystem, path = open_filesystem(str(storage), ship_credentials=True)
+    return {"storage_path": path, "storage_filesystem": filesystem}
+
+
 def fit_graph_matchers(stages: list[Stage], cfg: GraphTrainingConfig, run_name: str, storage_path: str | Path,
                        fail_at_epoch: int | None = None, fail_at_stage: int = 0
                        ) -> tuple[dict[str, dict[str, Any]], float, Path]:
@@ -225,7 +236,7 @@ def fit_graph_matchers(stages: list[Stage], cfg: GraphTrainingConfig, run_name: 
         _train_fn, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus, **({"GPU": 1} if use_gpu else {})}),
-        run_config=RunConfig(name=run_name, storage_path=str(storage),
+        run_config=RunConfig(name=run_name, **storage_args(storage),
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=cfg.max_failures)))
     try:
