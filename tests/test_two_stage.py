@@ -66,6 +66,7 @@ def test_short_shortlist_reports_its_ceiling(full_run, tmp_path: Path, session_c
     two = _run(tmp_path, session_cache, "eval.shortlist_k=10", "variants=[fine_grained]", "eval.bootstrap_resamples=0")
     df = pd.read_csv(two.results_csv)
     assert two.findings is not None and (two.run_dir / "findings.csv").exists()  # no CI columns, findings still tested
+    assert (df.loc[df["mode"] == "v2v", "score_seconds"] > 0).all()  # the shortlist's time is V2V's search time
     v2v = df[df["mode"] == "v2v"].iloc[0]
     rr = df[df["mode"] != "v2v"]
     # the shortlist is V2V's top 10, so its recall is V2V's R@10, and no rerank can beat it at any K
