@@ -106,3 +106,19 @@ def test_a_dead_last_started_head_is_not_waited_for() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "cpus 1.0" in proc.stdout
     assert "the cluster of the last `ray start` on this machine (127.0.0.1:1) is gone" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["generate", "--task", "text_graph"], ["audit"], ["train"]])
+def test_jobs_other_than_the_benchmark_refuse_object_storage(command: list[str], tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "rsretrieval.cli", *command, "--output-dir", "s3://bucket/runs",
+                           "--set", f"cache_dir={tmp_path}"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "output_dir=s3://bucket/runs" in proc.stderr and "rsretrieval benchmark" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_benchmark_keeps_an_object_storage_output_dir(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "rsretrieval.cli", "benchmark", "--output-dir", "s3://bucket/runs",
+                           "--print-config"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "output_dir: s3://bucket/runs" in proc.stdout  # not a local path 's3:/bucket/runs'

@@ -28,7 +28,7 @@ def benchmark(args: argparse.Namespace) -> Any:
         overrides.append(f"output_dir={args.output_dir}")
     if args.run_name is not None:
         overrides.append(f"run_name={args.run_name}")
-    cfg = load_user_config(args.config, overrides)
+    cfg = load_user_config(args.config, overrides, allow_uris=True)
     if args.print_config:
         print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         return None

@@ -18,7 +18,8 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="YAML benchmark config (default: the embedded default)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set embed.batch_size=32 --set datasets.0.split=val")
-    p.add_argument("--output-dir", type=Path, default=None, help="root folder of run outputs (config: output_dir)")
+    p.add_argument("--output-dir", default=None, help="root folder of run outputs, or an s3:// / gs:// URI "
+                   "(benchmark only) (config: output_dir)")
     p.add_argument("--run-name", default=None, help="run folder and MLflow run name (config: run_name)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--debug", action="store_true", help="show the traceback of configuration and input errors")
@@ -26,20 +27,29 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
                    "(they are always in <run>/run.log)")
 
 
-def load_user_config(path: Path | None, overrides: list[str]) -> Any:
-    """``load_config``, its file and syntax errors raised as ConfigError (a user error, exit 2)."""
+def load_user_config(path: Path | None, overrides: list[str], allow_uris: bool = False) -> Any:
+    """``load_config``, its file and syntax errors raised as ConfigError (a user error, exit 2).
+
+    Only the benchmark mirrors an ``s3://`` / ``gs://`` ``output_dir`` or ``cache_dir`` (``allow_uris``);
+    the other jobs would write under a local folder named like the URI, so they refuse it."""
     import yaml
     from pydantic import ValidationError
 
     from rsretrieval.config import load_config
     from rsretrieval.pipelines.runtime.preflight import ConfigError
+    from rsretrieval.storage import is_uri
 
     try:
-        return load_config(path, overrides)
+        cfg = load_config(path, overrides)
     except ValidationError:
         raise
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise ConfigError(f"config {path or '(embedded default)'}: {e}") from e
+    remote = [f"{k}={getattr(cfg, k)}" for k in ("output_dir", "cache_dir") if is_uri(getattr(cfg, k))]
+    if remote and not allow_uris:
+        raise ConfigError(f"{', '.join(remote)}: object storage is supported by `rsretrieval benchmark` only, so far; "
+                          "give this job local (or shared POSIX) folders")
+    return cfg
 
 
 def run_or_exit(func: Any, args: argparse.Namespace) -> Any:
