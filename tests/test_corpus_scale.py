@@ -44,5 +44,6 @@ def test_process_kind_names_ray_actors() -> None:
             return "x"
 
     assert process_kind(P(["ray::MapWorker(MapBatches(ImageEmbedStage)).__init__"])) == "MapWorker(MapBatches(ImageEmbedStage))"
+    assert process_kind(P(["ray::MapWorker(MapBatches(ImageEmbedStage))"])) == "MapWorker(MapBatches(ImageEmbedStage))"
     assert process_kind(P(["ray::IDLE"])) == "IDLE"
     assert process_kind(P(["/usr/lib/ray/core/src/ray/raylet/raylet", "--x"])) == "raylet"

@@ -75,7 +75,7 @@ def process_kind(p: Any) -> str:
         return "?"
     head = cmd[0] if cmd else p.name()
     if head.startswith("ray::"):
-        name = head[5:].split(".", 1)[0] if "(" not in head else head[5:].split(").")[0] + ")"
+        name = re.sub(r"\.[A-Za-z_]+$", "", head[5:])  # 'Actor(...).method' -> 'Actor(...)'
         return re.sub(r"\s+", " ", name)[:60]
     for daemon in ("raylet", "gcs_server", "dashboard", "log_monitor", "monitor.py", "runtime_env"):
         if any(daemon in part for part in cmd[:3]):

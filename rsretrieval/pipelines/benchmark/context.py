@@ -72,6 +72,16 @@ class RunContext:
 
 
 @dataclass
+class Queries:
+    """The captions of one variant of a split: the queries of its cells and their gold images."""
+
+    caps: Any  # captions table of the variant
+    ids: list[str]
+    gold: np.ndarray  # gallery index of each query's image
+    items: np.ndarray  # the variant's rows in the split's captions table (store items)
+
+
+@dataclass
 class DatasetState:
     """One dataset split as the steps of a run see it."""
 
@@ -81,6 +91,26 @@ class DatasetState:
     scenes: Any = None  # DatasetScenes
     graphs: Any = None  # DatasetGraphs, when a graph mode is configured
     backbones: dict[str, Any] = field(default_factory=dict)  # backbone name -> EmbeddedBackbone
+    query_sets: dict[str, Queries | None] = field(default_factory=dict)  # variant -> its queries (None: no caption)
+
+    def queries(self, variant: str) -> Queries | None:
+        """The variant's queries, built once per split for every cell that scores them."""
+        if variant not in self.query_sets:
+            import pyarrow.compute as pc
+
+            from rsretrieval.evaluation.retrieval import gold_indices
+
+            mask = pc.equal(self.ds.captions["variant"], variant)
+            items = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+            if len(items) == 0:
+                log.info("%s: no %s captions, variant skipped", self.ds.name, variant)
+                self.query_sets[variant] = None
+            else:
+                caps = self.ds.captions.filter(mask)
+                self.query_sets[variant] = Queries(caps, caps["caption_id"].to_pylist(),
+                                                   gold_indices(caps["image_id"].to_pylist(),
+                                                                self.ds.images["image_id"].to_pylist()), items)
+        return self.query_sets[variant]
 
     @property
     def synthetic(self) -> bool:

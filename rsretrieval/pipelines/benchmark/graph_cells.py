@@ -38,11 +38,11 @@ class GraphCellScorer:
         if by_image is None:
             ctx.skip(cell, f"no '{cell.graphs}' image graphs")
             return
-        variant = self._variant(cell)
-        if variant is None:
+        queries = self.state.queries(cell.variant)
+        if queries is None:
             ctx.skip(cell, f"the split has no {cell.variant} captions")
             return
-        caps, cap_ids, gold = variant
+        cap_ids, gold = queries.ids, queries.gold
         specs = [s for s in self.scoring.variants(cell.graphs, cell.embeddings, cell.variant, self.backbone)
                  if (s.similarity, s.training) == (cell.similarity, cell.training)]
         if not specs:
@@ -69,17 +69,6 @@ class GraphCellScorer:
         info = {"query_vectors": float(q.sizes.float().mean()), "image_vectors": float(d.sizes.float().mean()),
                 "embed_seconds": embed_seconds, "score_seconds": score_seconds}
         ctx.record(cell, result, cap_ids, gold, self.image_ids, info, notes)
-
-    def _variant(self, cell: Cell) -> tuple[Any, list[str], np.ndarray] | None:
-        import pyarrow.compute as pc
-
-        from rsretrieval.evaluation.retrieval import gold_indices
-
-        ds = self.state.ds
-        caps = ds.captions.filter(pc.equal(ds.captions["variant"], cell.variant))
-        if caps.num_rows == 0:
-            return None
-        return caps, caps["caption_id"].to_pylist(), gold_indices(caps["image_id"].to_pylist(), self.image_ids)
 
     def _cosine(self, variant: str) -> np.ndarray:
         if variant not in self.cosines:

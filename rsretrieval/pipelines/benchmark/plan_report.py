@@ -30,7 +30,8 @@ class PlanCache:
     """What the plan's steps would find in ``cache_dir`` (loaded datasets are kept for the estimate)."""
 
     cfg: BenchmarkConfig
-    datasets: dict[str, RSDataset | None] = field(default_factory=dict)
+    datasets: dict[str, RSDataset | None] = field(default_factory=dict)  # evaluated split
+    full: dict[str, RSDataset] = field(default_factory=dict)  # every split (graph training reads train / val)
     reasons: dict[str, str] = field(default_factory=dict)  # dataset -> why it was not read
 
     def dataset(self, dcfg: DatasetConfig) -> RSDataset | None:
@@ -45,8 +46,8 @@ class PlanCache:
                 self.datasets[dcfg.name] = None
                 self.reasons[dcfg.name] = "webdataset shards not extracted yet (the first run extracts them)"
             else:
-                full = load_dataset(dcfg, self.cfg.cache_dir)
-                self.datasets[dcfg.name] = evaluation_split(full, dcfg)
+                self.full[dcfg.name] = load_dataset(dcfg, self.cfg.cache_dir)
+                self.datasets[dcfg.name] = evaluation_split(self.full[dcfg.name], dcfg)
         return self.datasets[dcfg.name]
 
     def state(self, step: Step) -> str:
@@ -121,7 +122,7 @@ def gemini_estimate(cfg: BenchmarkConfig, cache: PlanCache) -> tuple[list[dict[s
     """Dry-run rows (requests, tokens, cost per dataset split x task) as if ``generation.backend=gemini``,
     and notes on what the estimate leaves out."""
     from rsretrieval.data.errors import DatasetError
-    from rsretrieval.data.registry import evaluation_split, load_dataset
+    from rsretrieval.data.registry import evaluation_split
     from rsretrieval.pipelines.stages.generation_tasks import dry_run, task_inputs
 
     gcfg = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"backend": "gemini"})})
@@ -134,7 +135,7 @@ def gemini_estimate(cfg: BenchmarkConfig, cache: PlanCache) -> tuple[list[dict[s
         splits = [(dcfg.split, ds)]
         tcfg = cfg.graph_matching.train
         if tcfg.enabled and any(m in cfg.modes for m in GRAPH_MODES):  # training graphs of train / val
-            full = load_dataset(dcfg, cfg.cache_dir)
+            full = cache.full[dcfg.name]
             for split, limit in ((tcfg.split, tcfg.limit_images), (tcfg.val_split, None)):
                 try:
                     splits.append((split, evaluation_split(full, dcfg.model_copy(update={"split": split,

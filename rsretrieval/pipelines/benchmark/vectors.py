@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
 from rsretrieval.config import SCENE_IMAGE_MODES, SCENE_TEXT_MODES, BackboneConfig
-from rsretrieval.evaluation.retrieval import evaluate_cell, gold_indices
+from rsretrieval.evaluation.retrieval import evaluate_cell
 from rsretrieval.pipelines.benchmark.context import DatasetState, RunContext
 from rsretrieval.pipelines.benchmark.costs import record_cached_stage
 from rsretrieval.pipelines.benchmark.plan import Cell
@@ -93,15 +92,10 @@ class EmbeddedBackbone:
         from rsretrieval.pipelines.benchmark.two_stage import FullVectors, StoredVectors, scratch_dir
         from rsretrieval.search.topk import store_topk, unit_rows
 
-        ds = self.state.ds
-        mask = pc.equal(ds.captions["variant"], variant)
-        items = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-        if len(items) == 0:
-            log.info("%s: no %s captions, variant skipped", ds.name, variant)
+        ds, queries = self.state.ds, self.state.queries(variant)
+        if queries is None:
             return None
-        caps = ds.captions.filter(mask)
-        cap_ids = caps["caption_id"].to_pylist()
-        gold = gold_indices(caps["image_id"].to_pylist(), ds.images["image_id"].to_pylist())
+        caps, cap_ids, gold, items = queries.caps, queries.ids, queries.gold, queries.items
         if self.shortlist_k:
             out = scratch_dir(ctx.run_dir) / "shortlists" / f"{ds.name}__{variant}__{self.name}"
             t0 = time.perf_counter()
