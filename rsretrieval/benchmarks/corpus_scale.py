@@ -83,15 +83,18 @@ def process_kind(p: Any) -> str:
     return Path(head).name[:40]
 
 
+DEFAULT_MODES = ("v2v", "s2s", "g2g", "vg2vg")
+
+
 def corpus_config(fraction: float, cache_dir: Path, output_dir: Path, shortlist_k: int = 100,
-                  gmn_checkpoint: Path | None = None) -> Any:
+                  gmn_checkpoint: Path | None = None, modes: tuple[str, ...] = DEFAULT_MODES) -> Any:
     """The embedded default at NWPU shape: ``fraction`` of 31,500 test images, the two-stage path."""
     from rsretrieval.config import load_config
 
     n_test = max(1, round(NWPU_IMAGES * fraction))
     overrides = [f"cache_dir={cache_dir}", f"output_dir={output_dir}", f"run_name=nwpu-shape-{n_test}",
                  f"datasets.0.synthrs.n_test={n_test}", "datasets.0.synthrs.n_train=0", "datasets.0.synthrs.n_val=0",
-                 "modes=[v2v, s2s, g2g, vg2vg]", "image_scenes.methods=[uniform]", f"eval.shortlist_k={shortlist_k}",
+                 f"modes=[{', '.join(modes)}]", "image_scenes.methods=[uniform]", f"eval.shortlist_k={shortlist_k}",
                  "graph_matching.train.enabled=false", "report.enabled=true"]
     if gmn_checkpoint is not None:
         overrides.append(f"graph_matching.gmn_checkpoint={gmn_checkpoint}")
@@ -122,11 +125,15 @@ def _row(stage: str, rows: int, seconds: float, cached: bool) -> dict[str, Any]:
 
 
 def run(fraction: float, cache_dir: Path, output_dir: Path, shortlist_k: int = 100,
-        gmn_checkpoint: Path | None = None, interval: float = 0.5) -> dict[str, Any]:
-    """Run the job once at ``fraction`` of NWPU size; returns wall time, the stage table and memory peaks."""
+        gmn_checkpoint: Path | None = None, interval: float = 0.5, modes: tuple[str, ...] = DEFAULT_MODES
+        ) -> dict[str, Any]:
+    """Run the job once at ``fraction`` of NWPU size; returns wall time, the stage table, memory peaks per
+    process kind and the driver's memory per step."""
+    import csv
+
     from rsretrieval.pipelines.benchmark.run import run_benchmark
 
-    cfg = corpus_config(fraction, cache_dir, output_dir, shortlist_k, gmn_checkpoint)
+    cfg = corpus_config(fraction, cache_dir, output_dir, shortlist_k, gmn_checkpoint, modes)
     t0 = time.perf_counter()
     with MemorySampler(interval) as mem:
         result = run_benchmark(cfg)
@@ -135,16 +142,22 @@ def run(fraction: float, cache_dir: Path, output_dir: Path, shortlist_k: int = 1
     queries = sum(int(r["n_queries"]) for r in result.rows if r["mode"] == "v2v")
     return {"fraction": fraction, "images": n_images, "queries": queries, "wall_seconds": round(wall, 1),
             "cells": len(result.rows),
-            "run_dir": str(result.run_dir), "stages": stage_table(Path(result.run_dir)),
+            "run_dir": str(result.run_dir), "stages": stage_table(Path(result.run_dir)), "modes": list(modes),
+            "shortlist_k": shortlist_k,
+            "driver_steps": list(csv.DictReader((Path(result.run_dir) / "driver_memory.csv").open(encoding="utf-8"))),
             "peak_rss_mb": {k: round(v / 2**20) for k, v in sorted(mem.peaks.items(), key=lambda kv: -kv[1])}}
 
 
 def format_result(res: dict[str, Any]) -> str:
-    lines = [f"NWPU shape x {res['fraction']:g}: {res['images']} images, {res['queries']} queries, {res['cells']} cells, "
+    lines = [f"NWPU shape x {res['fraction']:g}: {res['images']} images, {res['queries']} queries, {res['cells']} cells "
+             f"({', '.join(res.get('modes', DEFAULT_MODES))}, shortlist k = {res.get('shortlist_k')}), "
              f"wall {res['wall_seconds']} s ({res['run_dir']})", "",
              "| stage | rows | seconds | rows/s | cached |", "|---|---|---|---|---|"]
     lines += [f"| {s['stage']} | {s['rows']} | {s['seconds']} | {s['rows_per_s']} | {s['cached']} |"
               for s in res["stages"]]
     lines += ["", "| process | peak RSS MB |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in res["peak_rss_mb"].items()]
+    lines += ["", "| driver step | seconds | peak RSS MB | peak anonymous MB | RSS at end MB |", "|---|---|---|---|---|"]
+    lines += [f"| {r['step']} | {r['seconds']} | {r['peak_rss_mb']} | {r['peak_anon_mb']} | {r['end_rss_mb']} |"
+              for r in res.get("driver_steps", [])]
     return "\n".join(lines)

@@ -305,6 +305,8 @@ def add_corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shortlist-k", type=int, default=100, help="V2V shortlist that S2S / G2G / VG2VG rerank")
     p.add_argument("--gmn-checkpoint", type=Path, default=None,
                    help="trained graph matchers (graph_models/*.pt of a run); default: Hungarian only")
+    p.add_argument("--modes", nargs="+", default=["v2v", "s2s", "g2g", "vg2vg"],
+                   choices=["v2v", "s2s", "g2g", "vg2vg"], help="matching modes (default: all four)")
     p.add_argument("--json", type=Path, default=None, help="also write the measurements to this JSON file")
 
 
@@ -313,7 +315,7 @@ def corpus_cmd(args: argparse.Namespace) -> dict[str, Any]:
     from rsretrieval.config import default_cache_dir
 
     res = run(args.fraction, args.cache_dir or default_cache_dir(), args.output_dir, args.shortlist_k,
-              args.gmn_checkpoint)
+              args.gmn_checkpoint, modes=tuple(args.modes))
     print(format_result(res))
     if args.json is not None:
         args.json.write_text(json.dumps(res, indent=2))

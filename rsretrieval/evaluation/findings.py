@@ -32,6 +32,7 @@ untrained GMN) are no result and are skipped. No correction for multiple compari
 from __future__ import annotations
 
 import html
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,23 +178,30 @@ def verdict(ci_low: float, ci_high: float) -> str:
 
 
 class _Scores:
-    """Per-query scores of each cell (query_id index; gold_image_id, score), read once per file."""
+    """Per-query scores of a cell (query_id index; gold_image_id, score), the ``keep`` most recently used
+    kept: comparisons come in runs over the same cells, and at corpus size every cell's scores at once
+    would be GBs."""
 
-    def __init__(self, per_query_dir: Path, ks: list[int]) -> None:
-        self.dir, self.ks, self._cache = Path(per_query_dir), np.asarray(ks), {}
+    def __init__(self, per_query_dir: Path, ks: list[int], keep: int = 6) -> None:
+        self.dir, self.ks, self.keep = Path(per_query_dir), np.asarray(ks), keep
+        self._cache: OrderedDict[str, pd.DataFrame | None] = OrderedDict()
 
     def __call__(self, row: Row) -> pd.DataFrame | None:
         stem = per_query_name(row)
-        if stem not in self._cache:
-            path = self.dir / f"{stem}.parquet"
-            if not path.is_file():
-                self._cache[stem] = None
-            else:
-                t = pq.read_table(path, columns=["query_id", "gold_image_id", "rank"]).to_pandas()
-                score = 100.0 * (t["rank"].to_numpy()[:, None] <= self.ks[None, :]).mean(axis=1)
-                self._cache[stem] = pd.DataFrame({"gold_image_id": t["gold_image_id"].to_numpy(), "score": score},
-                                                 index=t["query_id"].to_numpy())
-        return self._cache[stem]
+        if stem in self._cache:
+            self._cache.move_to_end(stem)
+            return self._cache[stem]
+        path = self.dir / f"{stem}.parquet"
+        scores = None
+        if path.is_file():
+            t = pq.read_table(path, columns=["query_id", "gold_image_id", "rank"]).to_pandas()
+            score = 100.0 * (t["rank"].to_numpy()[:, None] <= self.ks[None, :]).mean(axis=1)
+            scores = pd.DataFrame({"gold_image_id": t["gold_image_id"].to_numpy(), "score": score},
+                                  index=t["query_id"].to_numpy())
+        self._cache[stem] = scores
+        while len(self._cache) > self.keep:
+            self._cache.popitem(last=False)
+        return scores
 
 
 def _paired(sa: pd.DataFrame, sb: pd.DataFrame, by_image: bool) -> tuple[np.ndarray, np.ndarray]:

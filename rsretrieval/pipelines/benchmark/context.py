@@ -40,10 +40,11 @@ class RunContext:
     generation: list[dict[str, Any]] = field(default_factory=list)  # accounting rows of every generation step
     graph_stats: list[dict[str, Any]] = field(default_factory=list)  # GCR and sizes per graph set (Table 19, Fig. 20)
     training: list[dict[str, Any]] = field(default_factory=list)  # one row per trained graph model stage
-    texts: dict[str, dict[str, str]] = field(default_factory=dict)  # dataset -> caption id -> text
+    texts: dict[str, Any] = field(default_factory=dict)  # dataset -> its captions' caption_id / text table (Arrow)
     fingerprints: dict[str, str] = field(default_factory=dict)  # dataset -> content hash of the evaluated split
     skipped: list[tuple[Cell, str]] = field(default_factory=list)  # planned cells that produced no row, and why
     graph_scoring: Any = None  # GraphScoring: node embedder and similarity modules, built on first use
+    memory: Any = None  # DriverMemory: the driver's peak memory per step (driver_memory.csv)
 
     @property
     def per_query_dir(self) -> Path:
@@ -55,6 +56,11 @@ class RunContext:
         row = record_cell(cell.keys(), result, query_ids, gold, image_ids, info, notes, self.tracker, self.per_query_dir)
         self.rows.append(row)
         return row
+
+    def mark(self, step: str) -> None:
+        """End of a step: its driver memory peaks (when traced)."""
+        if self.memory is not None:
+            self.memory.mark(step)
 
     def skip(self, cell: Cell, reason: str) -> None:
         log.info("%s/%s/%s/%s: not scored (%s)", cell.dataset, cell.variant, cell.backbone, cell.mode, reason)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from rsretrieval.evaluation.retrieval import evaluate_cell
+from rsretrieval.graphs.table import GraphTable
 from rsretrieval.pipelines.benchmark.context import DatasetState, RunContext
 from rsretrieval.pipelines.benchmark.plan import Cell
 
@@ -49,10 +50,10 @@ class GraphCellScorer:
             ctx.skip(cell, "no model for this cell (not trained, or not in graph_matching.gmn_checkpoint)")
             return
         spec, source, tag = specs[0], cell.graphs, specs[0].nodes_tag
-        d, embed_seconds = self._node_set(f"{source}__{tag}__images", [by_image[i] for i in self.image_ids],
+        d, embed_seconds = self._node_set(f"{source}__{tag}__images", by_image,
                                           spec.encoder, f"nodes:image:{source}:{cell.embeddings}", len(self.image_ids))
         q, _ = self._node_set(f"{cell.variant}__{tag}__{'' if tag == 'vanilla' else source}__queries",
-                              [graphs.captions[c] for c in cap_ids], spec.encoder,
+                              graphs.captions.take(queries.items), spec.encoder,
                               f"nodes:query:{cell.variant}:{cell.embeddings}:{source}", len(cap_ids))
         notes = self.state.base_notes + (["simulated image graphs"] if source == "simulated-vlm" else [])
         if ctx.cfg.eval.shortlist_k:
@@ -75,7 +76,7 @@ class GraphCellScorer:
             self.cosines[variant] = self.vectors[variant].cosine_matrix()
         return self.cosines[variant]
 
-    def _nodes(self, name: str, elements: list[Any], encoder: Any) -> Any:
+    def _nodes(self, name: str, elements: GraphTable, encoder: Any) -> Any:
         """Node sets in memory (full matrices), or on the two-stage path a store in the run's scratch."""
         if not self.ctx.cfg.eval.shortlist_k:
             return self.scoring.nodes(elements, encoder)
@@ -85,7 +86,7 @@ class GraphCellScorer:
                   / f"{self.state.ds.name}__{self.mode}__{self.backbone or '-'}__{name}")
         return node_store(lambda part: self.scoring.nodes(part, encoder), elements, folder)
 
-    def _node_set(self, name: str, elements: list[Any], encoder: Any, what: str, items: int) -> tuple[Any, float]:
+    def _node_set(self, name: str, elements: GraphTable, encoder: Any, what: str, items: int) -> tuple[Any, float]:
         if name not in self.node_sets:
             t0 = time.perf_counter()
             self.node_sets[name] = (self._nodes(name, elements, encoder), time.perf_counter() - t0)

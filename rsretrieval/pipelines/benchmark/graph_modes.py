@@ -34,6 +34,7 @@ from rsretrieval.data.schema import RSDataset
 from rsretrieval.generation.offline import NoOfflineBackend
 from rsretrieval.graphs.schema import TextGraph
 from rsretrieval.graphs.schema import ImageSceneGraph
+from rsretrieval.graphs.table import GraphTable
 from rsretrieval.pipelines.benchmark.plan import graph_cell_kinds
 from rsretrieval.pipelines.stages.generation_tasks import ground_truth_graphs, run_task, save_outputs, task_inputs
 
@@ -44,8 +45,8 @@ log = logging.getLogger(__name__)
 class DatasetGraphs:
     """Graph elements of one dataset split: per caption, and per image for every source."""
 
-    captions: dict[str, Any]  # caption_id -> GraphElements
-    images: dict[str, dict[str, Any]]  # source label -> image_id -> GraphElements
+    captions: GraphTable | None  # one graph per caption, in the split's captions order
+    images: dict[str, GraphTable]  # source label -> one graph per image, in the split's images order
     generation: list[dict[str, Any]] = field(default_factory=list)  # accounting rows
     notes: list[str] = field(default_factory=list)
     stats: list[dict[str, Any]] = field(default_factory=list)  # GCR (A.2.3) and sizes per graph set
@@ -71,23 +72,27 @@ def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:
     """Generate (or load from the store / offline stand-ins) every graph the graph modes need."""
     from rsretrieval.graphs.elements import GraphElements, text_graph_elements
 
-    out = DatasetGraphs({}, {})
+    out = DatasetGraphs(None, {})
     inputs = pa.table({"input_id": ds.captions["caption_id"], "text": ds.captions["text"]})
     rows, records = run_task(cfg, ds, "text_graph", inputs)
     save_outputs(cfg, ds.name, "text_graph", records)
     out.generation += [{"dataset": ds.name, **r} for r in rows]
-    ok = _ok(records)
-    empty = GraphElements([], [], [])
-    out.captions = {cid: text_graph_elements(TextGraph.model_validate_json(ok[cid])) if cid in ok else empty
-                    for cid in ds.captions["caption_id"].to_pylist()}
     gens = sorted({r.generator for r in records.values()})
-    out.notes.append(f"{ds.name}: query graphs by {', '.join(gens)}; {len(ok)}/{len(out.captions)} captions parsed")
-    for variant in sorted(set(ds.captions["variant"].to_pylist())):
-        ids = pc.filter(ds.captions["caption_id"], pc.equal(ds.captions["variant"], variant)).to_pylist()
-        out.stats.append(graph_set_stats(ds.name, f"query:{variant}", [out.captions[c] for c in ids]))
+    ok = _ok(records)
+    del records  # the parsed answers are all that is kept, as Arrow columns
+    empty = GraphElements([], [], [])
+    ids = ds.captions["caption_id"].to_pylist()
+    out.captions = GraphTable.build(ids, (text_graph_elements(TextGraph.model_validate_json(ok[c])) if c in ok else empty
+                                          for c in ids))
+    out.notes.append(f"{ds.name}: query graphs by {', '.join(gens)}; {len(ok)}/{len(ids)} captions parsed")
+    del ok, ids
+    variants = ds.captions["variant"]
+    for variant in sorted(set(pc.unique(variants).to_pylist())):
+        rows_of = np.flatnonzero(pc.equal(variants, variant).to_numpy(zero_copy_only=False))
+        out.stats.append(graph_set_stats(ds.name, f"query:{variant}", out.captions.take(rows_of)))
     add_image_graphs(cfg, ds, out)
     for source, by_image in out.images.items():
-        out.stats.append(graph_set_stats(ds.name, f"image:{source}", list(by_image.values())))
+        out.stats.append(graph_set_stats(ds.name, f"image:{source}", by_image))
     return out
 
 
@@ -109,14 +114,15 @@ def add_image_graphs(cfg: BenchmarkConfig, ds: RSDataset, out: DatasetGraphs, sa
             ok = _ok(records)
             label = "simulated-vlm" if cfg.generation.backend == "offline" else cfg.generation.model
             out.generated_label = label
-            out.images[label] = {iid: image_graph_elements(ImageSceneGraph.model_validate_json(ok[iid])) if iid in ok else empty
-                                 for iid in ds.images["image_id"].to_pylist()}
+            ids = ds.images["image_id"].to_pylist()
+            out.images[label] = GraphTable.build(ids, (image_graph_elements(ImageSceneGraph.model_validate_json(ok[i]))
+                                                       if i in ok else empty for i in ids))
             out.notes.append(f"{ds.name}: image graphs '{label}' for {len(ok)}/{ds.images.num_rows} images"
                              + (" (simulated from the ground truth with VLM-like errors, not a model)" if label == "simulated-vlm" else ""))
     truth = ground_truth_graphs(ds) if "oracle" in gm.image_graphs else {}
     if truth:
-        out.images["oracle"] = {iid: image_graph_elements(truth[iid]) if iid in truth else empty
-                                for iid in ds.images["image_id"].to_pylist()}
+        ids = ds.images["image_id"].to_pylist()
+        out.images["oracle"] = GraphTable.build(ids, (image_graph_elements(truth[i]) if i in truth else empty for i in ids))
         out.notes.append(f"{ds.name}: 'oracle' rows use the ground-truth image graphs (measures matching, not generation)")
 
 
@@ -219,7 +225,7 @@ class GraphScoring:
         """PackedVectors of node embeddings of ``elements``: vanilla, or through ``encoder`` (a GraphMatcher)."""
         from rsretrieval.graphs.tensors import embed_graphs
 
-        batch = embed_graphs(elements, self.embedder)
+        batch = embed_graphs(list(elements), self.embedder)
         if encoder is None:
             return batch.nodes
         with torch.no_grad():

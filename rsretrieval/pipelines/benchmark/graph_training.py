@@ -60,8 +60,8 @@ def graph_pairs(graphs: Any, ds: RSDataset, source: str, variants: list[str], em
     caps = ds.captions.filter(pc.is_in(ds.captions["variant"], pa.array(variants)))
     image_ids = ds.images["image_id"].to_pylist()
     pos = {iid: i for i, iid in enumerate(image_ids)}
-    q = embed_graphs([graphs.captions[c] for c in caps["caption_id"].to_pylist()], embedder)
-    d = embed_graphs([graphs.images[source][i] for i in image_ids], embedder)
+    q = embed_graphs(graphs.captions.select(caps["caption_id"].to_pylist()).elements(), embedder)
+    d = embed_graphs(graphs.images[source].elements(), embedder)  # in the split's image order
     owner = torch.tensor([pos[i] for i in caps["image_id"].to_pylist()], dtype=torch.int64)
     qv = dv = None
     if vectors is not None:

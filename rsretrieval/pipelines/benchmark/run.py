@@ -15,6 +15,7 @@ from typing import Any, Callable
 import yaml
 
 from rsretrieval.config import GRAPH_MODES, BenchmarkConfig
+from rsretrieval.evaluation.cell_names import cell_name
 from rsretrieval.evaluation.tables import results_frame, write_results
 from rsretrieval.evaluation.thesis_tables import summary_metrics, write_thesis_tables
 from rsretrieval.pipelines.benchmark.context import DatasetState, RunContext
@@ -26,6 +27,7 @@ from rsretrieval.pipelines.benchmark.steps import (prepare_dataset, prepare_data
                                                    write_models)
 from rsretrieval.pipelines.benchmark.trust import add_trust_columns, trust_metrics
 from rsretrieval.pipelines.benchmark.vectors import embed_backbone, score_vector_cell
+from rsretrieval.pipelines.runtime.driver_memory import DriverMemory
 from rsretrieval.pipelines.runtime.object_storage import RunStorage
 from rsretrieval.pipelines.runtime.preflight import preflight
 from rsretrieval.pipelines.runtime.ray_session import init_ray
@@ -64,8 +66,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(declared.model_dump(mode="json"), sort_keys=False))
     init_ray(cfg.ray, lazy_local=True)  # a local instance starts when a stage first needs Ray
     try:
-        with mlflow_run(cfg) as tracker:
-            ctx = RunContext(cfg, tracker, run_dir)
+        with mlflow_run(cfg) as tracker, DriverMemory() as memory:
+            ctx = RunContext(cfg, tracker, run_dir, memory=memory)
+            ctx.mark("setup")
             execute(ctx, plan, storage.after_step if storage.cache else None)
             result = finish(ctx, t_start)
     except BaseException as exc:
@@ -91,6 +94,7 @@ def execute(ctx: RunContext, plan: Plan, after_step: Callable[[], None] | None =
     for step in plan.steps:
         if step.kind == "data":
             states[step.dataset] = prepare_dataset(ctx, datasets[step.dataset])
+            ctx.mark(step.name)
             if after_step is not None:
                 after_step()
             continue
@@ -108,7 +112,9 @@ def execute(ctx: RunContext, plan: Plan, after_step: Callable[[], None] | None =
         else:
             for cell in step.cells:
                 score_cell(ctx, state, cell, graph_scorers)
+                ctx.mark(f"score:{cell.dataset}:{cell.variant}:{cell.backbone}:{cell_name(cell.keys())}")
             continue
+        ctx.mark(step.name)
         if after_step is not None:
             after_step()
 
@@ -169,6 +175,10 @@ def finish(ctx: RunContext, t_start: float) -> BenchmarkResult:
         from rsretrieval.analysis.report import build_report
 
         tracker.log_artifact(build_report(run_dir, cfg.report))
+    if ctx.memory is not None:
+        ctx.mark("outputs")
+        tracker.log_artifact(ctx.memory.write(run_dir / "driver_memory.csv"))
+        tracker.log_metrics({f"driver_peak_{k}_mb": v for k, v in ctx.memory.peak_mb.items()})
     return BenchmarkResult(run_dir, paths["csv"], paths["md"], rows, tracker.run_id, seconds, findings)
 
 

@@ -54,7 +54,7 @@ def prepare_dataset(ctx: RunContext, dcfg: DatasetConfig) -> DatasetState:
     if dcfg.format == "synthrs":
         notes.append(SYNTHETIC_NOTE)
     ds, gen_rows, gen_notes = add_generated_captions(cfg, ds)
-    ctx.texts[ds.name] = dict(zip(ds.captions["caption_id"].to_pylist(), ds.captions["text"].to_pylist()))
+    ctx.texts[ds.name] = ds.captions.select(["caption_id", "text"])  # Arrow: no Python string per caption
     ctx.fingerprints[ds.name] = ds.fingerprint()
     task_rows, task_notes = run_requested_tasks(cfg, ds)
     state = DatasetState(dcfg, full, ds)

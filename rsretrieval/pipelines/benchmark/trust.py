@@ -16,10 +16,14 @@ rescoring. Columns added to each results row (K in ``eval.ks``; mR when ks holds
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rsretrieval.config import EvalConfig
@@ -38,9 +42,21 @@ def _with_mr(prefix: str, rec: dict[int, float], ks: list[int]) -> dict[str, flo
     return out
 
 
-def duplicate_aware(table: Any, texts: dict[str, str], ks: list[int]) -> dict[str, float]:
-    """dedup_*, mp_*, ceiling_* metrics of one cell's per-query table (pandas) given caption id -> text."""
-    q_texts = [texts.get(q, q) for q in table["query_id"]]  # an unknown id is its own text (no duplicate)
+def query_texts(query_ids: Any, texts: Mapping[str, str] | pa.Table) -> list[str]:
+    """The caption text of each query id (``texts``: caption id -> text, or a table of ``caption_id`` and
+    ``text`` columns); an unknown id is its own text (no duplicate)."""
+    if not isinstance(texts, pa.Table):
+        return [texts.get(q, q) for q in query_ids]
+    ids = pa.array(list(query_ids), pa.string())
+    rows = pc.index_in(ids, value_set=texts["caption_id"].combine_chunks())
+    found = texts["text"].combine_chunks().take(rows)
+    return pc.if_else(pc.is_null(rows), ids, found).to_pylist()
+
+
+def duplicate_aware(table: Any, texts: Mapping[str, str] | pa.Table, ks: list[int]) -> dict[str, float]:
+    """dedup_*, mp_*, ceiling_* metrics of one cell's per-query table (pandas) given the caption texts
+    (caption id -> text, or a ``caption_id`` / ``text`` table)."""
+    q_texts = query_texts(table["query_id"], texts)
     image_index: dict[str, int] = {}
     gold = np.array([image_index.setdefault(g, len(image_index)) for g in table["gold_image_id"]], dtype=np.int64)
     ranks = table["rank"].to_numpy()
@@ -67,41 +83,55 @@ def _cis(ranks: np.ndarray, ecfg: EvalConfig) -> dict[str, float]:
     return out
 
 
-def _paired_p(a: Any, b: Any, ecfg: EvalConfig) -> float:
-    """p-value of 'a beats b' on the queries they share (aligned by query id)."""
-    b_rank = dict(zip(b["query_id"], b["rank"]))
-    common = [i for i, q in enumerate(a["query_id"]) if q in b_rank]
-    if not common:
+def _paired_p(a: Any, b: pd.Series, ecfg: EvalConfig) -> float:
+    """p-value of 'a beats b' on the queries they share (``b``: rank by query id; aligned by query id)."""
+    rb = b.reindex(a["query_id"].to_numpy())
+    common = rb.notna().to_numpy()
+    if not common.any():
         return float("nan")
     ra = a["rank"].to_numpy()[common]
-    rb = np.array([b_rank[q] for q in a["query_id"].to_numpy()[common]])
-    return paired_test(ra, rb, ecfg.ks, ecfg.paired_test, ecfg.bootstrap_resamples, ecfg.bootstrap_seed)
+    return paired_test(ra, rb.to_numpy()[common].astype(np.int64), ecfg.ks, ecfg.paired_test,
+                       ecfg.bootstrap_resamples, ecfg.bootstrap_seed)
 
 
-def add_trust_columns(rows: list[dict[str, Any]], per_query_dir: Path, texts: dict[str, dict[str, str]],
-                      ecfg: EvalConfig) -> list[str]:
-    """Add the trust columns to ``rows`` in place (texts: dataset -> caption id -> text); return footnotes."""
+def add_trust_columns(rows: list[dict[str, Any]], per_query_dir: Path,
+                      texts: Mapping[str, Mapping[str, str] | pa.Table], ecfg: EvalConfig) -> list[str]:
+    """Add the trust columns to ``rows`` in place (texts: dataset -> caption id -> text, or its
+    ``caption_id`` / ``text`` table); return footnotes.
+
+    One cell's per-query table is read at a time (at corpus size all of them together would be GBs);
+    only the V2V cells' ranks, which the p-values compare against, stay while the rows are done."""
     if not rows:
         return []
-    tables = {}
+
+    def path_of(row: dict[str, Any]) -> Path:
+        return Path(per_query_dir) / f"{per_query_name(row)}.parquet"
+
+    base_ranks: dict[int, pd.Series | None] = {}
+
+    def ranks_of(row: dict[str, Any]) -> pd.Series | None:
+        if id(row) not in base_ranks:
+            path = path_of(row)
+            t = pq.read_table(path, columns=["query_id", "rank"]).to_pandas() if path.is_file() else None
+            base_ranks[id(row)] = None if t is None else pd.Series(t["rank"].to_numpy(), index=t["query_id"].to_numpy())
+        return base_ranks[id(row)]
+
     for row in rows:
-        path = Path(per_query_dir) / f"{per_query_name(row)}.parquet"
-        tables[id(row)] = pq.read_table(path).to_pandas() if path.is_file() else None
-    for row in rows:
-        t = tables[id(row)]
-        if t is None:
+        path = path_of(row)
+        if not path.is_file():
             log.warning("no per-query ranks for %s: trust columns left empty", per_query_name(row))
             continue
+        t = pq.read_table(path).to_pandas()
         if ecfg.bootstrap_resamples > 0:
             row.update(_cis(t["rank"].to_numpy(), ecfg))
         if ecfg.duplicate_aware:
             row.update(duplicate_aware(t, texts.get(row["dataset"], {}), ecfg.ks))
         if row["mode"] != "v2v" and ecfg.bootstrap_resamples > 0 and {1, 5, 10} <= set(ecfg.ks):
             bases = [b for b in rows if b["mode"] == "v2v" and b["dataset"] == row["dataset"]
-                     and b["variant"] == row["variant"] and (row["mode"] == "g2g" or b["backbone"] == row["backbone"])
-                     and tables[id(b)] is not None]
-            ps = [_paired_p(t, tables[id(b)], ecfg) for b in bases]
+                     and b["variant"] == row["variant"] and (row["mode"] == "g2g" or b["backbone"] == row["backbone"])]
+            ps = [_paired_p(t, r, ecfg) for r in map(ranks_of, bases) if r is not None]
             row["p_vs_v2v"] = max(ps) if ps else float("nan")
+        del t
     notes = []
     if ecfg.bootstrap_resamples > 0:
         notes.append(f"CIs: {100 * ecfg.confidence:g}% percentile bootstrap over queries ({ecfg.bootstrap_resamples} "

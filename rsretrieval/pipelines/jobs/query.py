@@ -41,7 +41,7 @@ class QueryIndex:
     loaded: Any  # LoadedBackbone
     image_scenes: dict[str, Any] = field(default_factory=dict)  # crop method -> PackedVectors
     ds: Any = None  # the RSDataset split (ground-truth graphs, generation inputs)
-    graphs: dict[str, Any] = field(default_factory=dict)  # image-graph source -> image_id -> GraphElements
+    graphs: dict[str, Any] = field(default_factory=dict)  # image-graph source -> GraphTable in image order
     graph_scoring: Any = None  # GraphScoring (node embedder, checkpoint models), built for graph modes
 
 
@@ -76,7 +76,7 @@ def build_index(cfg: BenchmarkConfig, dataset: str | None = None, backbone: str 
     if graphs:
         from rsretrieval.pipelines.benchmark.graph_modes import DatasetGraphs, GraphScoring, add_image_graphs
 
-        found = DatasetGraphs({}, {})
+        found = DatasetGraphs(None, {})
         add_image_graphs(cfg, ds, found, save=False)
         index.graphs = found.images
         index.graph_scoring = GraphScoring(cfg)
@@ -91,7 +91,7 @@ def _graph_scores(index: QueryIndex, cfg: BenchmarkConfig, texts: list[str], mod
     import pyarrow as pa
 
     from rsretrieval.graphs.schema import TextGraph
-    from rsretrieval.graphs.elements import GraphElements, text_graph_elements
+    from rsretrieval.graphs.elements import text_graph_elements
     from rsretrieval.pipelines.stages.generation_tasks import run_task
 
     if not index.graphs:
@@ -109,7 +109,7 @@ def _graph_scores(index: QueryIndex, cfg: BenchmarkConfig, texts: list[str], mod
         raise ValueError(f"no query graph for {bad[0]!r}: {records[ids[texts.index(bad[0])]].error}")
     scoring = index.graph_scoring
     q_el = [text_graph_elements(TextGraph.model_validate_json(records[i].parsed)) for i in ids]
-    d_el = [index.graphs[source].get(i, GraphElements([], [], [])) for i in index.image_ids]
+    d_el = index.graphs[source].elements()  # in the index's image order
     gmn = None
     if similarity == "gmn":
         model = scoring.matcher(source, scoring.checkpoint["embeddings"] if scoring.checkpoint else "vanilla", None,

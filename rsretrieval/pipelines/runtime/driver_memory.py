@@ -1,0 +1,86 @@
+"""The driver's memory per step of a run (``driver_memory.csv``): what a corpus-size run needs to know
+before it is sized, and the check that the driver holds no per-row data (issue 20).
+
+A thread samples this process every ``interval`` s. Per step it keeps the peak RSS and the peak of its
+anonymous part (RSS minus file-backed and shared pages: what the driver itself allocated; memory-mapped
+vector stores and Ray's shared-memory object store are file-backed or shared, so the kernel can drop
+or share them and they do not count there).
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+MIB = 2**20
+
+
+def _reading(proc: Any) -> tuple[int, int]:
+    info = proc.memory_info()
+    return info.rss, info.rss - getattr(info, "shared", 0)
+
+
+class DriverMemory:
+    """Context manager: per-step peaks of this process' RSS and anonymous memory (bytes)."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        import psutil  # a Ray dependency
+
+        self.interval = interval
+        self.steps: list[dict[str, Any]] = []
+        self._proc = psutil.Process()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = time.perf_counter()
+        self._peak = _reading(self._proc)
+
+    def __enter__(self) -> "DriverMemory":
+        self._thread = threading.Thread(target=self._run, name="driver-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        rss, anon = _reading(self._proc)
+        with self._lock:
+            self._peak = (max(self._peak[0], rss), max(self._peak[1], anon))
+
+    def mark(self, step: str) -> dict[str, Any]:
+        """Close the current step: its peaks since the last mark, the reading at its end and its seconds."""
+        self._sample()
+        rss, anon = _reading(self._proc)
+        now = time.perf_counter()
+        with self._lock:
+            peak, self._peak = self._peak, (rss, anon)
+        row = {"step": step, "seconds": round(now - self._t0, 2), "peak_rss_mb": round(peak[0] / MIB),
+               "peak_anon_mb": round(peak[1] / MIB), "end_rss_mb": round(rss / MIB), "end_anon_mb": round(anon / MIB)}
+        self._t0 = now
+        self.steps.append(row)
+        return row
+
+    @property
+    def peak_mb(self) -> dict[str, int]:
+        """The run's peaks so far (MiB)."""
+        return {"rss": max((r["peak_rss_mb"] for r in self.steps), default=0),
+                "anon": max((r["peak_anon_mb"] for r in self.steps), default=0)}
+
+    def write(self, path: Path) -> Path:
+        """``driver_memory.csv``: one row per step."""
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, ["step", "seconds", "peak_rss_mb", "peak_anon_mb", "end_rss_mb", "end_anon_mb"])
+            writer.writeheader()
+            writer.writerows(self.steps)
+        return path
