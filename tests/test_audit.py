@@ -125,3 +125,16 @@ def test_audit_subcommand(tmp_path: Path, capsys) -> None:
                 f"image_root: {UCM}}}]", "--output-dir", str(tmp_path), "--run-name", "a", "--set", "mlflow.enabled=false"])
     assert len(res.hashes) == 21 and (tmp_path / "a" / "leaks.csv").is_file()
     assert "Duplicate and leakage audit" in capsys.readouterr().out
+
+
+def test_ray_data_hashes_equal_the_serial_ones(two_datasets: list[RSDataset], ray_local) -> None:
+    """The audit's Ray Data stage gives the same rows in the same order as hashing in the driver, in
+    several blocks, and the audit built on them finds the same leaks."""
+    from rsretrieval.analysis.audit import image_hashes
+    from rsretrieval.pipelines.stages.image_hashes import image_hashes_ray
+
+    serial = image_hashes(two_datasets)
+    spread = image_hashes_ray(two_datasets, batch_size=2, blocks=3)
+    pd.testing.assert_frame_equal(spread, serial)
+    opts = AuditOptions()
+    pd.testing.assert_frame_equal(run_audit(two_datasets, opts, spread).leaks, run_audit(two_datasets, opts).leaks)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from rsretrieval.data.schema import RSDataset, normalise_caption
@@ -78,20 +79,39 @@ def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.rint((64 - sa @ sb.T) / 2).astype(np.int64)  # +-1 vectors: dot = agreements - disagreements
 
 
-def image_hashes(datasets: list[RSDataset]) -> pd.DataFrame:
-    """One row per image of every dataset: image_id, dataset, split, dhash, phash (uint64)."""
-    rows = []
-    for ds in datasets:
-        for iid, split, uri in zip(ds.images["image_id"].to_pylist(), ds.images["split"].to_pylist(),
-                                   ds.images["uri"].to_pylist()):
-            from PIL import Image
+HASH_COLUMNS = ["image_id", "dataset", "split", "dhash", "phash"]
 
-            with Image.open(uri) as im:
-                im.load()
-                rows.append({"image_id": iid, "dataset": ds.name, "split": split,
-                             "dhash": np.uint64(dhash(im)), "phash": np.uint64(phash(im))})
-    df = pd.DataFrame(rows, columns=["image_id", "dataset", "split", "dhash", "phash"])
-    return df.astype({"dhash": "uint64", "phash": "uint64"})
+
+def images_to_hash(datasets: list[RSDataset]) -> pa.Table:
+    """image_id, dataset, split, uri of every image of the datasets, in order."""
+    parts = [pa.table({"image_id": ds.images["image_id"], "dataset": pa.array([ds.name] * ds.images.num_rows, pa.string()),
+                       "split": ds.images["split"], "uri": ds.images["uri"]}) for ds in datasets]
+    return pa.concat_tables(parts) if parts else pa.table({c: pa.array([], pa.string()) for c in ("image_id", "dataset", "split", "uri")})
+
+
+def hash_images(table: pa.Table) -> pa.Table:
+    """``table`` (image_id, dataset, split, uri) without the uri, plus dhash and phash (uint64) of each file:
+    what the serial audit does at once and each Ray Data worker per batch."""
+    from PIL import Image
+
+    dh, ph = [], []
+    for uri in table["uri"].to_pylist():
+        with Image.open(uri) as im:
+            im.load()
+            dh.append(dhash(im))
+            ph.append(phash(im))
+    return table.drop_columns(["uri"]).append_column("dhash", pa.array(dh, pa.uint64())).append_column(
+        "phash", pa.array(ph, pa.uint64()))
+
+
+def hashes_frame(table: pa.Table) -> pd.DataFrame:
+    return table.select(HASH_COLUMNS).to_pandas().astype({"dhash": "uint64", "phash": "uint64"})
+
+
+def image_hashes(datasets: list[RSDataset]) -> pd.DataFrame:
+    """One row per image of every dataset: image_id, dataset, split, dhash, phash (uint64), hashed in this
+    process (``rsretrieval.pipelines.stages.image_hashes`` spreads the same work over Ray Data)."""
+    return hashes_frame(hash_images(images_to_hash(datasets)))
 
 
 # --- grouping -------------------------------------------------------------------------------------------
@@ -217,9 +237,10 @@ def summarise(datasets: list[RSDataset], hashes: pd.DataFrame, groups: pd.DataFr
     return pd.DataFrame(rows)
 
 
-def run_audit(datasets: list[RSDataset], opts: AuditOptions) -> AuditResult:
-    """Hash, group and cross-check every image and caption of the datasets (all splits)."""
-    hashes = image_hashes(datasets)
+def run_audit(datasets: list[RSDataset], opts: AuditOptions, hashes: pd.DataFrame | None = None) -> AuditResult:
+    """Hash, group and cross-check every image and caption of the datasets (all splits); ``hashes``:
+    :func:`image_hashes` computed elsewhere (Ray Data), else hashed here."""
+    hashes = image_hashes(datasets) if hashes is None else hashes
     pairs = near_duplicate_pairs(hashes, opts)
     groups = image_groups(hashes, pairs)
     captions = caption_table(datasets)

@@ -186,6 +186,8 @@ def add_audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-splits", nargs="+", default=d.train_splits, help="splits a model may train on")
     p.add_argument("--dhash-max", type=int, default=d.dhash_max, help="dHash bits (of 64) a duplicate may differ by")
     p.add_argument("--phash-max", type=int, default=d.phash_max, help="pHash bits (of 64) a duplicate may differ by")
+    p.add_argument("--workers", choices=["auto", "ray", "local"], default="auto",
+                   help="hash images with Ray Data ('ray'), in this process ('local'), or Ray from 5,000 images on (auto)")
 
 
 def audit(args: argparse.Namespace) -> Any:
@@ -200,7 +202,15 @@ def audit(args: argparse.Namespace) -> Any:
         return None
     opts = AuditOptions(eval_split=args.eval_split, train_splits=args.train_splits, dhash_max=args.dhash_max,
                         phash_max=args.phash_max)
-    res = run_audit([load_dataset(d, cfg.cache_dir) for d in cfg.datasets], opts)  # all splits: leaks cross them
+    datasets = [load_dataset(d, cfg.cache_dir) for d in cfg.datasets]  # all splits: leaks cross them
+    hashes = None
+    if args.workers != "local":
+        from rsretrieval.pipelines.runtime.ray_session import init_ray
+        from rsretrieval.pipelines.stages.image_hashes import audit_hashes
+
+        init_ray(cfg.ray, lazy_local=True)
+        hashes = audit_hashes(datasets, args.workers)
+    res = run_audit(datasets, opts, hashes)
     with mlflow_run(cfg) as tracker:
         tracker.log_params({f"audit.{k}": v for k, v in opts.model_dump().items()})
         paths = write_audit(res, cfg.run_dir, opts)
