@@ -67,6 +67,10 @@ def test_short_shortlist_reports_its_ceiling(full_run, tmp_path: Path, session_c
     df = pd.read_csv(two.results_csv)
     assert two.findings is not None and (two.run_dir / "findings.csv").exists()  # no CI columns, findings still tested
     assert (df.loc[df["mode"] == "v2v", "score_seconds"] > 0).all()  # the shortlist's time is V2V's search time
+    mem = pd.read_csv(two.run_dir / "driver_memory.csv")  # the driver's memory per step and per cell
+    assert mem["step"].iloc[0] == "setup" and mem["step"].iloc[-1] == "outputs"
+    assert mem["step"].str.startswith("score:").sum() == len(df)
+    assert (mem["peak_rss_mb"] >= mem["end_rss_mb"]).all() and (mem["peak_anon_mb"] > 100).all()
     v2v = df[df["mode"] == "v2v"].iloc[0]
     rr = df[df["mode"] != "v2v"]
     # the shortlist is V2V's top 10, so its recall is V2V's R@10, and no rerank can beat it at any K

@@ -307,6 +307,8 @@ def add_corpus_args(p: argparse.ArgumentParser) -> None:
                    help="trained graph matchers (graph_models/*.pt of a run); default: Hungarian only")
     p.add_argument("--modes", nargs="+", default=["v2v", "s2s", "g2g", "vg2vg"],
                    choices=["v2v", "s2s", "g2g", "vg2vg"], help="matching modes (default: all four)")
+    p.add_argument("--bare-loops", action="store_true",
+                   help="after the run, time bare-loop equivalents of its stages on a sample (ratios ours / bare)")
     p.add_argument("--json", type=Path, default=None, help="also write the measurements to this JSON file")
 
 
@@ -317,6 +319,15 @@ def corpus_cmd(args: argparse.Namespace) -> dict[str, Any]:
     res = run(args.fraction, args.cache_dir or default_cache_dir(), args.output_dir, args.shortlist_k,
               args.gmn_checkpoint, modes=tuple(args.modes))
     print(format_result(res))
+    if args.bare_loops:
+        from rsretrieval.benchmarks.corpus_bare import bare_table, format_bare
+        from rsretrieval.benchmarks.corpus_scale import corpus_config
+
+        cfg = corpus_config(args.fraction, args.cache_dir or default_cache_dir(), args.output_dir, args.shortlist_k,
+                            args.gmn_checkpoint, tuple(args.modes))
+        res["bare_loops"] = bare_table(Path(res["run_dir"]), cfg)
+        print("\nBare-loop equivalents (sampled after the run, same machine; ratio = bare seconds / ours):\n"
+              + format_bare(res["bare_loops"]))
     if args.json is not None:
         args.json.write_text(json.dumps(res, indent=2))
     return res

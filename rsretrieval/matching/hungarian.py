@@ -63,9 +63,11 @@ def hungarian_pair(eq: Any, ed: Any, normalise: str = "matched") -> float:
 
 @dataclass
 class _Docs:
-    """Document node vectors sorted by graph size: ``mat_t`` (D, sum N_d), ``sizes`` ascending."""
+    """Document node vectors sorted by graph size: ``mat`` (sum N_d, D), row-major so a shortlist's documents
+    are gathered as whole rows (a column gather of the transposed matrix cost more than the assignments);
+    the GEMM reads it transposed without a copy. ``sizes`` ascending."""
 
-    mat_t: np.ndarray
+    mat: np.ndarray
     sizes: np.ndarray
 
     def groups(self) -> list[tuple[int, int, int, int, int]]:
@@ -79,7 +81,7 @@ class _Docs:
         starts = np.concatenate([[0], np.cumsum(self.sizes)])[sel]
         sizes = self.sizes[sel]
         shift = np.repeat(starts - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
-        return _Docs(self.mat_t[:, shift + np.arange(int(sizes.sum()))], sizes)
+        return _Docs(self.mat[shift + np.arange(int(sizes.sum()))], sizes)
 
 
 def _p_distinct(n: int, m: int) -> float:
@@ -91,7 +93,7 @@ def _score_block(qv: np.ndarray, nq: int, docs: _Docs, groups: list, normalise: 
                  shortcuts: tuple[bool, bool | None], stats: np.ndarray) -> np.ndarray:
     """Scores of a block of queries that all have ``nq`` nodes vs ``docs``: (len(qv) // nq, n_docs)."""
     t0 = time.perf_counter()
-    s = qv @ docs.mat_t  # (n * nq, sum N_d): one GEMM for the whole block
+    s = qv @ docs.mat.T  # (n * nq, sum N_d): one GEMM for the whole block
     stats[0] += time.perf_counter() - t0
     nblk = len(qv) // nq
     out = np.empty((nblk, len(docs.sizes)), np.float32)
@@ -133,7 +135,7 @@ def _score_block(qv: np.ndarray, nq: int, docs: _Docs, groups: list, normalise: 
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(mat_t: np.ndarray, sizes: np.ndarray, normalise: str, shortcuts: tuple[bool, bool | None],
+def _init_worker(mat: np.ndarray, sizes: np.ndarray, normalise: str, shortcuts: tuple[bool, bool | None],
                  blas_threads: int) -> None:
     """Pool initializer: receive the documents once per process; cap BLAS threads (no oversubscription)."""
     try:
@@ -142,7 +144,7 @@ def _init_worker(mat_t: np.ndarray, sizes: np.ndarray, normalise: str, shortcuts
         threadpool_limits(blas_threads)
     except ImportError:  # optional: without it BLAS may oversubscribe, results are unchanged
         pass
-    docs = _Docs(mat_t, sizes)
+    docs = _Docs(mat, sizes)
     _STATE.update(docs=docs, groups=docs.groups(), normalise=normalise, shortcuts=shortcuts)
 
 
@@ -207,7 +209,7 @@ class HungarianScorer:
             self.last_stats = {}
             return np.zeros((n_q, n_d) if shortlist is None else 0, np.float32)
         order = np.argsort(np.diff(doff), kind="stable")  # sorted position -> document index
-        docs_sorted = _Docs(np.ascontiguousarray(_rows(dmat, doff, order).T), np.diff(doff)[order])
+        docs_sorted = _Docs(_rows(dmat, doff, order), np.diff(doff)[order])
         if shortlist is None:
             result = np.zeros((n_q, n_d), np.float32)
             tasks = self._block_tasks(qmat, qoff, int(doff[-1]))
@@ -280,7 +282,7 @@ class HungarianScorer:
             return stats
         blas = max(1, _cpu_count() // workers)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(docs.mat_t, docs.sizes, self.normalise, self.shortcuts, blas)) as pool:
+                                 initargs=(docs.mat, docs.sizes, self.normalise, self.shortcuts, blas)) as pool:
             pending: dict[Future, Any] = {}
             for meta, items in tasks:  # bounded in flight: memory stays O(workers x block)
                 pending[pool.submit(_run_task, items)] = meta
