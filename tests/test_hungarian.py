@@ -47,6 +47,25 @@ def test_matches_brute_force_on_tiny_graphs(normalise: str, greedy: bool | None)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.parametrize("normalise", ["matched", "query"])
+@pytest.mark.parametrize("min1,greedy", [(True, None), (True, True), (False, False), (False, True)])
+def test_shortlist_path_matches_brute_force(normalise: str, min1: bool, greedy: bool | None) -> None:
+    """A shortlist of few documents per query takes the padded per-query path (one block per query, not one
+    per document size): with every shortcut setting it gives the brute-force optimum of every pair."""
+    rng = np.random.default_rng(7)
+    qs = _graphs(rng, [n for n in range(1, 7) for _ in range(4)], 4)
+    ds = _graphs(rng, [n for n in range(1, 7) for _ in range(6)], 4)
+    pairs = np.stack([np.repeat(np.arange(len(qs)), 8),
+                      np.concatenate([rng.choice(len(ds), 8, replace=False) for _ in qs])], 1)  # 8 of 36 docs each
+    want = np.array([_brute(qs[a], ds[b], normalise) for a, b in pairs])
+    scorer = _scorer(normalise, min1=min1, greedy=greedy)
+    got = scorer.score(PackedVectors.from_lists(qs), PackedVectors.from_lists(ds), shortlist=pairs)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    stats = scorer.last_stats
+    assert stats["pairs_min1"] + stats["pairs_greedy"] + stats["pairs_lsa"] == len(pairs)
+    assert (stats["pairs_min1"] > 0) == min1 and (stats["pairs_greedy"] > 0) == bool(greedy or greedy is None)
+
+
 def _random_case(seed: int = 1) -> tuple[list[np.ndarray], list[np.ndarray], PackedVectors, PackedVectors]:
     rng = np.random.default_rng(seed)
     qs = _graphs(rng, rng.integers(1, 12, 37).tolist(), 16)
