@@ -46,3 +46,22 @@ def test_ids_and_elements_must_match_in_length() -> None:
 def test_empty_table() -> None:
     table = GraphTable.build([], [])
     assert len(table) == 0 and list(table) == [] and table[0:10] == []
+
+
+def test_node_blocks_bound_graphs_and_nodes() -> None:
+    """The node encoder's blocks: contiguous, covering every graph once, at most ``block`` graphs and
+    ``max_nodes`` nodes each, except a single graph larger than that."""
+    import numpy as np
+
+    from rsretrieval.pipelines.benchmark.two_stage import node_blocks, node_counts
+
+    counts = np.random.default_rng(0).integers(0, 40, 500)
+    counts[7] = 200  # larger than a block on its own
+    blocks = node_blocks(counts, block=64, max_nodes=150)
+    assert blocks[0][0] == 0 and blocks[-1][1] == 500 and all(b[1] == c[0] for b, c in zip(blocks, blocks[1:]))
+    for a, b in blocks:
+        assert 0 < b - a <= 64
+        assert np.maximum(counts[a:b], 1).sum() <= 150 or b - a == 1
+    table = GraphTable.build(["a", "b"], [GraphElements(["x", "y"]), GraphElements([])])
+    assert node_counts(table).tolist() == [2, 0] == node_counts(table.elements()).tolist()
+    assert node_counts([np.zeros((3, 4))]).tolist() == [3]

@@ -98,6 +98,10 @@ class GraphTable(Sequence[GraphElements]):
             raise KeyError(f"no graph for {len(missing)} ids, e.g. {missing[:3]}")
         return self.take(rows.to_numpy())
 
+    def node_counts(self) -> np.ndarray:
+        """Nodes per graph, from the Arrow offsets (no graph is built)."""
+        return pc.list_value_length(self.table["node_texts"]).to_numpy(zero_copy_only=False).astype(np.int64)
+
     @property
     def nbytes(self) -> int:
         return self.table.nbytes

@@ -95,16 +95,40 @@ def drop_scratch(run_dir: Path) -> None:
     shutil.rmtree(scratch_dir(run_dir), ignore_errors=True)
 
 
-def node_store(nodes_of: Callable[[list[Any]], Any], elements: list[Any], folder: Path, block: int = 4096) -> VectorStore:
-    """Graph node sets of ``elements`` (in gallery or query order) embedded ``block`` graphs at a time by
-    ``nodes_of`` (graphs -> PackedVectors) into a store: item ``i`` = ``elements[i]``."""
+def node_blocks(node_counts: np.ndarray, block: int, max_nodes: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive graph blocks of at most ``block`` graphs and about ``max_nodes`` nodes (a
+    graph larger than that is a block of its own): the node encoder's memory follows nodes, not graphs, so
+    a block of 4,096 image graphs (~100k nodes) would need ~4x the memory of 4,096 caption graphs."""
+    cum = np.cumsum(np.maximum(np.asarray(node_counts, np.int64), 1))
+    out, a = [], 0
+    while a < len(cum):
+        base = int(cum[a - 1]) if a else 0
+        fit = int(np.searchsorted(cum, base + max_nodes, side="right"))
+        b = min(len(cum), a + block, max(a + 1, fit))
+        out.append((a, b))
+        a = b
+    return out
+
+
+def node_counts(elements: Any) -> np.ndarray:
+    """Nodes per graph of a GraphTable, a list of GraphElements or a list of node-vector arrays."""
+    if hasattr(elements, "node_counts"):
+        return elements.node_counts()
+    return np.array([e.node_count if hasattr(e, "node_count") else len(e) for e in elements], np.int64)
+
+
+def node_store(nodes_of: Callable[[list[Any]], Any], elements: Any, folder: Path, block: int = 4096,
+               max_nodes: int = 32_768) -> VectorStore:
+    """Graph node sets of ``elements`` (in gallery or query order) embedded by ``nodes_of`` (graphs ->
+    PackedVectors) in blocks of at most ``block`` graphs and about ``max_nodes`` nodes (:func:`node_blocks`)
+    into a store: item ``i`` = ``elements[i]``."""
     from rsretrieval.search.store import StoreWriter
 
     if folder.exists():  # a cut-off earlier attempt of this run
         shutil.rmtree(folder)
     writer = None
-    for a in range(0, len(elements), block):
-        nodes = nodes_of(elements[a : a + block])
+    for a, b in node_blocks(node_counts(elements), block, max_nodes):
+        nodes = nodes_of(elements[a:b])
         vectors = nodes.vectors.detach().cpu().numpy()
         writer = writer or StoreWriter(folder, vectors.shape[1], "graph nodes")
         writer.add([str(i) for i in range(a, a + len(nodes))], vectors, nodes.sizes.numpy())
