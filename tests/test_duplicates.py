@@ -72,6 +72,24 @@ def test_multi_positive_ranks_from_topk_match_full_rescoring(seed: int) -> None:
         assert recall_at_k(mp, [k]) == recall_at_k(full.ranks, [k])
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_grouped_multi_positive_ranks_equal_the_list_version(seed: int) -> None:
+    """The vectorised version (positives as text group + gold image, O(Q x k) memory) gives the ranks of
+    the per-query loop over positive lists, ties in the saved top-k included."""
+    from rsretrieval.evaluation.duplicates import multi_positive_ranks_grouped, text_groups
+
+    rng = np.random.default_rng(seed)
+    n_img, n_q = 15, 60
+    texts = [f"text {rng.integers(0, 8)}" for _ in range(n_q)]
+    gold = rng.integers(0, n_img, size=n_q)
+    scores = torch.tensor(np.round(rng.normal(size=(n_q, n_img)), 1))  # rounded: many exact ties
+    std = rank_queries(lambda s, e: scores[s:e], Positives.from_gold(gold, n_img), top_k=4)
+    want = multi_positive_ranks(std.ranks, std.topk_idx, std.topk_scores, multi_positive_lists(texts, gold))
+    got = multi_positive_ranks_grouped(std.ranks, std.topk_idx, std.topk_scores, text_groups(texts), gold)
+    np.testing.assert_array_equal(got, want)
+    assert (got < np.asarray(std.ranks)).any()  # the shortcut changes some ranks
+
+
 def brute_force_ceiling(texts: list[str], gold: np.ndarray, n_images: int, k: int) -> float:
     """Max standard R@K over every text-only ranker: each distinct text gets its own image order."""
     from rsretrieval.evaluation.duplicates import text_groups

@@ -30,7 +30,7 @@ from rsretrieval.data.schema import normalise_caption
 from rsretrieval.evaluation.metrics import DEFAULT_KS, Positives, tie_floor
 
 __all__ = ["normalise_caption", "text_groups", "dedup_mask", "multi_positive_lists", "multi_positive_positives",
-           "multi_positive_ranks", "recall_ceiling", "duplicate_counts"]
+           "multi_positive_ranks", "multi_positive_ranks_grouped", "recall_ceiling", "duplicate_counts"]
 
 
 def text_groups(texts: Sequence[str]) -> np.ndarray:
@@ -90,6 +90,29 @@ def multi_positive_ranks(ranks: np.ndarray, topk_idx: np.ndarray, topk_scores: n
         if topk_scores[q][-1] >= best and not is_pos[-1]:
             continue  # a visible tie with the best positive reaches the list's end: keep the standard rank
         out[q] = min(out[q], 1 + int(((topk_scores[q] >= best) & ~is_pos).sum()))
+    return out
+
+
+def multi_positive_ranks_grouped(ranks: np.ndarray, topk_idx: np.ndarray, topk_scores: np.ndarray,
+                                 groups: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """:func:`multi_positive_ranks` with the positives given as each query's text group and gold image
+    (any integer codes; ``topk_idx`` in the same codes): a query's positives are the gold images of its
+    group. Vectorised, and memory O(Q x k): the positive lists themselves would hold, for a generic text
+    ("many buildings are in a dense residential area"), every image it describes once per query."""
+    out = np.asarray(ranks, dtype=np.int64).copy()
+    topk_idx, topk_scores = np.asarray(topk_idx), np.asarray(topk_scores, np.float64)
+    if topk_idx.ndim != 2 or topk_idx.shape[1] == 0 or len(out) == 0:
+        return out
+    groups, gold = np.asarray(groups, np.int64), np.asarray(gold, np.int64)
+    m = int(max(gold.max(), topk_idx.max())) + 1
+    pairs = np.unique(groups * m + gold)  # (text group, image) of every caption, once
+    n_pos = np.bincount(pairs // m, minlength=int(groups.max()) + 1)[groups]
+    is_pos = np.isin(groups[:, None] * m + topk_idx, pairs)
+    best = tie_floor(np.where(is_pos, topk_scores, -np.inf).max(axis=1))
+    tie_at_end = (topk_scores[:, -1] >= best) & ~is_pos[:, -1]  # keep the standard rank, pessimistically
+    use = (n_pos >= 2) & is_pos.any(axis=1) & ~tie_at_end
+    count = 1 + ((topk_scores >= best[:, None]) & ~is_pos).sum(axis=1)
+    out[use] = np.minimum(out[use], count[use])
     return out
 
 

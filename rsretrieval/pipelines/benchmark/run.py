@@ -66,7 +66,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(declared.model_dump(mode="json"), sort_keys=False))
     init_ray(cfg.ray, lazy_local=True)  # a local instance starts when a stage first needs Ray
     try:
-        with mlflow_run(cfg) as tracker, DriverMemory() as memory:
+        with mlflow_run(cfg) as tracker, DriverMemory(path=run_dir / "driver_memory.csv") as memory:
             ctx = RunContext(cfg, tracker, run_dir, memory=memory)
             ctx.mark("setup")
             execute(ctx, plan, storage.after_step if storage.cache else None)
@@ -177,7 +177,7 @@ def finish(ctx: RunContext, t_start: float) -> BenchmarkResult:
         tracker.log_artifact(build_report(run_dir, cfg.report))
     if ctx.memory is not None:
         ctx.mark("outputs")
-        tracker.log_artifact(ctx.memory.write(run_dir / "driver_memory.csv"))
+        tracker.log_artifact(ctx.memory.path or ctx.memory.write(run_dir / "driver_memory.csv"))
         tracker.log_metrics({f"driver_peak_{k}_mb": v for k, v in ctx.memory.peak_mb.items()})
     return BenchmarkResult(run_dir, paths["csv"], paths["md"], rows, tracker.run_id, seconds, findings)
 

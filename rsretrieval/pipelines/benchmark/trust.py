@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rsretrieval.config import EvalConfig
-from rsretrieval.evaluation.duplicates import dedup_mask, multi_positive_lists, multi_positive_ranks, recall_ceiling
+from rsretrieval.evaluation.duplicates import dedup_mask, multi_positive_ranks_grouped, recall_ceiling, text_groups
 from rsretrieval.evaluation.metrics import mean_recall, recall_at_k
 from rsretrieval.evaluation.uncertainty import bootstrap_ci, paired_test
 from rsretrieval.pipelines.benchmark.cells import per_query_name
@@ -57,19 +57,18 @@ def duplicate_aware(table: Any, texts: Mapping[str, str] | pa.Table, ks: list[in
     """dedup_*, mp_*, ceiling_* metrics of one cell's per-query table (pandas) given the caption texts
     (caption id -> text, or a ``caption_id`` / ``text`` table)."""
     q_texts = query_texts(table["query_id"], texts)
-    image_index: dict[str, int] = {}
-    gold = np.array([image_index.setdefault(g, len(image_index)) for g in table["gold_image_id"]], dtype=np.int64)
     ranks = table["rank"].to_numpy()
-    keep = dedup_mask(q_texts, gold)
-    out = _with_mr("dedup_", recall_at_k(ranks[keep], ks), ks)
-    out["dedup_queries"] = int(keep.sum())
-    names = {v: k for k, v in image_index.items()}
-    positives = [[names[i] for i in lst] for lst in multi_positive_lists(q_texts, gold)]
     top_ids = np.array([list(x) for x in table["topk_image_ids"]], dtype=object)
     top_scores = np.array([list(x) for x in table["topk_scores"]], dtype=np.float64)
     if top_ids.ndim != 2:  # ragged lists (a gallery smaller than top-k): no top-k shortcut
         top_ids, top_scores = np.zeros((len(ranks), 0), object), np.zeros((len(ranks), 0))
-    mp = multi_positive_ranks(ranks, top_ids, top_scores, positives)
+    # one integer code per image id, gold and listed images alike (gold codes first, in first-seen order)
+    codes, _ = pd.factorize(np.concatenate([table["gold_image_id"].to_numpy(object), top_ids.ravel()]))
+    gold, top_codes = codes[: len(ranks)], codes[len(ranks):].reshape(top_ids.shape)
+    keep = dedup_mask(q_texts, gold)
+    out = _with_mr("dedup_", recall_at_k(ranks[keep], ks), ks)
+    out["dedup_queries"] = int(keep.sum())
+    mp = multi_positive_ranks_grouped(ranks, top_codes, top_scores, text_groups(q_texts), gold)
     out.update(_with_mr("mp_", recall_at_k(mp, ks), ks))
     out.update(_with_mr("ceiling_", recall_ceiling(q_texts, gold, ks), ks))
     return out

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 MIB = 2**20
+COLUMNS = ["step", "seconds", "peak_rss_mb", "peak_anon_mb", "end_rss_mb", "end_anon_mb"]
 
 
 def _reading(proc: Any) -> tuple[int, int]:
@@ -27,10 +28,13 @@ def _reading(proc: Any) -> tuple[int, int]:
 class DriverMemory:
     """Context manager: per-step peaks of this process' RSS and anonymous memory (bytes)."""
 
-    def __init__(self, interval: float = 0.5) -> None:
+    def __init__(self, interval: float = 0.5, path: Path | None = None) -> None:
         import psutil  # a Ray dependency
 
-        self.interval = interval
+        self.interval, self.path = interval, path
+        if path is not None:  # written as the steps end: a run killed for memory keeps its trace
+            with open(path, "w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerow(COLUMNS)
         self.steps: list[dict[str, Any]] = []
         self._proc = psutil.Process()
         self._lock = threading.Lock()
@@ -69,6 +73,9 @@ class DriverMemory:
                "peak_anon_mb": round(peak[1] / MIB), "end_rss_mb": round(rss / MIB), "end_anon_mb": round(anon / MIB)}
         self._t0 = now
         self.steps.append(row)
+        if self.path is not None:
+            with open(self.path, "a", newline="", encoding="utf-8") as fh:
+                csv.DictWriter(fh, COLUMNS).writerow(row)
         return row
 
     @property
@@ -80,7 +87,7 @@ class DriverMemory:
     def write(self, path: Path) -> Path:
         """``driver_memory.csv``: one row per step."""
         with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, ["step", "seconds", "peak_rss_mb", "peak_anon_mb", "end_rss_mb", "end_anon_mb"])
+            writer = csv.DictWriter(fh, COLUMNS)
             writer.writeheader()
             writer.writerows(self.steps)
         return path
