@@ -292,9 +292,13 @@ BENCHES: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Ca
 
 
 CORPUS_HELP = """The benchmark job at NWPU-Captions shape (31,500 x FRACTION synthrs test images, 5 + 1 captions each) on
-the two-stage path: per stage rows, seconds, rows/s, and the peak memory of every process kind.
+the two-stage path: per stage rows, seconds, rows/s; the peak memory of every process kind; the driver's
+memory per step (driver_memory.csv of the run); with --bare-loops, the bare-loop equivalent of each stage.
 
   rsretrieval bench corpus --fraction 0.1 --cache-dir /data/rsr-cache --output-dir /data/rsr-runs
+  rsretrieval bench corpus --fraction 1.0 --shortlist-k 10 --gmn-checkpoint runs/x/graph_models/y.pt --bare-loops
+
+Figures: docs/scale.md.
 """
 
 
