@@ -113,15 +113,17 @@ def bare_table(run_dir: Path, cfg: Any, sample: int = 96) -> list[dict[str, Any]
         rates = embed_rates(cfg, sample)
         per_kind = {"embed:images": rates["images"], "embed:captions": rates["captions"],
                     "embed:text_scenes": rates["captions"]}
-        rows = int(embed["stage_items"].sum())
-        crops = results[results["mode"] == "s2s"]["image_vectors"]
-        bare_s = 0.0
-        for _, r in embed.iterrows():
-            if r["stage"].startswith("embed:crops"):
-                n_crops = int(r["stage_items"]) * (float(crops.iloc[0]) if len(crops) else 9.0)
-                bare_s += n_crops / rates["crops"]
-            else:
-                bare_s += int(r["stage_items"]) / per_kind.get(r["stage"], rates["captions"])
+        s2s = results[results["mode"] == "s2s"]
+        crops_per_image = float(s2s["image_vectors"].iloc[0]) if len(s2s) else 10.0
+        scenes_per_caption = (float((s2s["query_vectors"] * s2s["n_queries"]).sum() / s2s["n_queries"].sum())
+                              if len(s2s) else 1.0)
+        rows, bare_s = 0, 0.0
+        for _, r in embed.iterrows():  # ledger items are images / captions; embedded rows are crops / scenes
+            per_item = (crops_per_image if r["stage"].startswith("embed:crops")
+                        else scenes_per_caption if r["stage"] == "embed:text_scenes" else 1.0)
+            n = int(round(int(r["stage_items"]) * per_item))
+            rows += n
+            bare_s += n / (rates["crops"] if r["stage"].startswith("embed:crops") else per_kind.get(r["stage"], rates["captions"]))
         ours_s = float(embed["stage_seconds"].sum())  # one pass, its seconds shared out over the tables by rows
         out.append(compare_row("embedding pass (images, crops, captions, text scenes)", rows, ours_s, bare_s))
     n_images = int(results["n_images"].iloc[0])
