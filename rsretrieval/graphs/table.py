@@ -1,8 +1,8 @@
 """Graphs of a dataset split as Arrow columns: one row per caption or image, in the split's order.
 
 At corpus size a graph per caption as Python objects (lists of strings, tuples) costs the driver
-about 2 KB each: 1 GB for 500k captions. A :class:`GraphTable` keeps them as Arrow list columns
-(node texts, node kinds, edge ends, edge texts), a few hundred bytes each, and turns a block of rows
+1.2 KB (caption graph) to 8 KB (image graph) on synthrs. A :class:`GraphTable` keeps them as Arrow list
+columns (node texts, node kinds, edge ends, edge texts), 0.17 KB and 1.1-1.3 KB, and turns a block of rows
 back into :class:`~rsretrieval.graphs.elements.GraphElements` only while that block is embedded
 (``table[a:b]``), so what is alive at once is one block, not the split.
 """

@@ -18,6 +18,7 @@ The assignment is the unavoidable per-pair part; everything else is batched:
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import time
@@ -106,9 +107,9 @@ def _score_shortlist(qv: np.ndarray, nq: int, docs: _Docs, sel: np.ndarray, norm
         out[one] = s[:, one, :].max(axis=(0, 2)) / denom[one]
         todo &= ~one
         stats[3] += int(one.sum())
-    if shortcuts[1] is None:  # try greedy where uniform argmaxes would be distinct with probability >= 0.25
-        p_ok = {int(z): _p_distinct(min(nq, int(z)), max(nq, int(z))) >= 0.25 for z in np.unique(sizes)}
-        greedy = np.array([p_ok[int(z)] for z in sizes], bool)
+    if shortcuts[1] is None:
+        uniq, inverse = np.unique(sizes, return_inverse=True)
+        greedy = np.array([_greedy_pays(nq, int(z)) for z in uniq], bool)[inverse]
     else:
         greedy = np.full(k, bool(shortcuts[1]))
     for wide in (True, False):  # nq <= size: best document node per query node; else best query node per document node
@@ -142,6 +143,13 @@ def _score_shortlist(qv: np.ndarray, nq: int, docs: _Docs, sel: np.ndarray, norm
     return out
 
 
+@functools.lru_cache(maxsize=65536)
+def _greedy_pays(nq: int, size: int) -> bool:
+    """Try the distinct-argmax shortcut (auto mode) where uniform argmaxes of the smaller side would be
+    distinct with probability >= 0.25; cached: the shortlist path asks per query."""
+    return _p_distinct(min(nq, size), max(nq, size)) >= 0.25
+
+
 def _p_distinct(n: int, m: int) -> float:
     """Probability that n uniform draws among m are all distinct (birthday problem)."""
     return float(np.prod(1.0 - np.arange(n) / m))
@@ -166,7 +174,7 @@ def _score_block(qv: np.ndarray, nq: int, docs: _Docs, groups: list, normalise: 
             stats[1] += time.perf_counter() - t1
             continue
         todo = np.ones((nblk, g1 - g0), bool)
-        if n > 1 and (shortcuts[1] or (shortcuts[1] is None and _p_distinct(n, max(nq, size)) >= 0.25)):
+        if n > 1 and (shortcuts[1] or (shortcuts[1] is None and _greedy_pays(nq, size))):
             # best partner per node of the smaller side; all distinct -> optimal
             axis = 3 if nq <= size else 1
             best = v.argmax(axis=axis)
