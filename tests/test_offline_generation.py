@@ -200,3 +200,63 @@ def test_benchmark_runs_requested_offline_tasks(ray_local, tmp_path: Path, sessi
 def test_gemini_text_scenes_need_the_gemini_backend() -> None:
     with pytest.raises(ValueError, match="needs generation.backend=gemini"):
         load_config(None, ["text_scenes.generator=gemini"])
+
+
+def _truth_dataset(truths: dict[str, ImageSceneGraph], missing: str) -> "RSDataset":
+    from rsretrieval.data.schema import RSDataset, captions_table, graphs_table, images_table
+
+    ids = sorted(truths)
+    images = images_table([{"image_id": i, "dataset": "t", "split": "test", "uri": f"/nowhere/{i}.png"} for i in ids])
+    captions = captions_table([{"caption_id": f"{i}#0", "image_id": i, "text": graph_caption(truths[i]), "variant": "original",
+                                "split": "test"} for i in ids])
+    graphs = graphs_table([{"owner_id": i, "kind": "image_graph", "graph": truths[i].model_dump_json(),
+                            "generator": "ground_truth"} for i in ids if i != missing])
+    return RSDataset("t", images, captions, graphs)
+
+
+@pytest.mark.parametrize("task", ["text_graph", "image_graph", "text_scenes"])
+def test_offline_tasks_stream_in_blocks_with_the_same_outputs(truths, monkeypatch, task: str) -> None:
+    """Offline tasks run block by block into Arrow: any block size gives the same outputs and accounting."""
+    from rsretrieval.pipelines.stages import generation_tasks as gt
+
+    cfg = load_config(None, [])
+    ds = _truth_dataset(truths, missing="img3")
+    inputs = gt.task_inputs(ds, task, "original", None)
+    rows_one, one = gt.run_task(cfg, ds, task, inputs)
+    monkeypatch.setattr(gt, "OFFLINE_BLOCK", 7)
+    rows_blocks, blocks = gt.run_task(cfg, ds, task, inputs)
+    assert blocks.num_rows == inputs.num_rows == 40
+    assert blocks.combine_chunks().equals(one.combine_chunks())
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows_blocks] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in rows_one]
+    if task == "image_graph":  # the image without a ground-truth graph is the one failure, named
+        assert rows_one[0]["failed"] == 1 and gt.failed_count(one) == 1
+        failed = blocks.filter(pa.compute.not_equal(blocks["status"], "ok")).to_pylist()
+        assert [r["owner_id"] for r in failed] == ["img3"] and "ground-truth" in failed[0]["error"]
+
+
+def test_ok_outputs_align_answers_to_ids_with_null_for_missing_and_failed(truths) -> None:
+    from rsretrieval.pipelines.stages import generation_tasks as gt
+
+    cfg = load_config(None, [])
+    ds = _truth_dataset(truths, missing="img3")
+    _, table = gt.run_task(cfg, ds, "image_graph", gt.task_inputs(ds, "image_graph", "", None))
+    ids = ["img5", "img3", "not-an-input", "img0"]
+    answers = gt.ok_outputs(table, ids).to_pylist()
+    by_id = {r["owner_id"]: r["output"] for r in table.to_pylist()}
+    assert answers == [by_id["img5"], None, None, by_id["img0"]]
+    assert list(gt.iter_values(pa.array(range(10)), block=3)) == list(range(10))
+    empty = gt.ok_outputs(table.slice(0, 0), ids)
+    assert empty.null_count == 4
+
+
+def test_ground_truth_graphs_parse_on_access(truths) -> None:
+    from rsretrieval.pipelines.stages.generation_tasks import ground_truth_graphs
+
+    ds = _truth_dataset(truths, missing="img3")
+    truth = ground_truth_graphs(ds)
+    assert len(truth) == 39 and "img3" not in truth and "img4" in truth
+    assert truth["img4"] == truths["img4"] and dict(truth.items()) == {k: v for k, v in truths.items() if k != "img3"}
+    with pytest.raises(KeyError):
+        truth["img3"]

@@ -36,7 +36,8 @@ from rsretrieval.graphs.schema import TextGraph
 from rsretrieval.graphs.schema import ImageSceneGraph
 from rsretrieval.graphs.table import GraphTable
 from rsretrieval.pipelines.benchmark.plan import graph_cell_kinds
-from rsretrieval.pipelines.stages.generation_tasks import ground_truth_graphs, run_task, save_outputs, task_inputs
+from rsretrieval.pipelines.stages.generation_tasks import (ground_truth_graphs, iter_values, ok_outputs, run_task, save_outputs,
+                                                           task_inputs)
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +65,25 @@ def graph_set_stats(dataset: str, name: str, graphs: list[Any]) -> dict[str, Any
             "edges_mean": size["edges"]["mean"], "edges_median": size["edges"]["median"]}
 
 
-def _ok(records: dict[str, Any]) -> dict[str, str]:
-    return {i: r.parsed for i, r in records.items() if r.status == "ok"}
-
-
 def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:
     """Generate (or load from the store / offline stand-ins) every graph the graph modes need."""
     from rsretrieval.graphs.elements import GraphElements, text_graph_elements
 
     out = DatasetGraphs(None, {})
     inputs = pa.table({"input_id": ds.captions["caption_id"], "text": ds.captions["text"]})
-    rows, records = run_task(cfg, ds, "text_graph", inputs)
-    save_outputs(cfg, ds.name, "text_graph", records)
+    rows, outputs = run_task(cfg, ds, "text_graph", inputs)
+    save_outputs(cfg, ds.name, "text_graph", outputs)
     out.generation += [{"dataset": ds.name, **r} for r in rows]
-    gens = sorted({r.generator for r in records.values()})
-    ok = _ok(records)
-    del records  # the parsed answers are all that is kept, as Arrow columns
+    gens = sorted(pc.unique(outputs["generator"]).to_pylist())
+    answers = ok_outputs(outputs, ds.captions["caption_id"])
+    del outputs  # the parsed answers, aligned to the captions, are all that is kept
     empty = GraphElements([], [], [])
-    ids = ds.captions["caption_id"].to_pylist()
-    out.captions = GraphTable.build(ids, (text_graph_elements(TextGraph.model_validate_json(ok[c])) if c in ok else empty
-                                          for c in ids))
-    out.notes.append(f"{ds.name}: query graphs by {', '.join(gens)}; {len(ok)}/{len(ids)} captions parsed")
-    del ok, ids
+    out.captions = GraphTable.build(iter_values(ds.captions["caption_id"]),
+                                    (text_graph_elements(TextGraph.model_validate_json(a)) if a is not None else empty
+                                     for a in iter_values(answers)))
+    out.notes.append(f"{ds.name}: query graphs by {', '.join(gens)}; {len(answers) - answers.null_count}/{len(answers)} "
+                     "captions parsed")
+    del answers
     variants = ds.captions["variant"]
     for variant in sorted(set(pc.unique(variants).to_pylist())):
         rows_of = np.flatnonzero(pc.equal(variants, variant).to_numpy(zero_copy_only=False))
@@ -104,25 +102,28 @@ def add_image_graphs(cfg: BenchmarkConfig, ds: RSDataset, out: DatasetGraphs, sa
     gm, empty = cfg.graph_matching, GraphElements([], [], [])
     if "generated" in gm.image_graphs:
         try:
-            rows, records = run_task(cfg, ds, "image_graph", task_inputs(ds, "image_graph", "", None))
+            rows, outputs = run_task(cfg, ds, "image_graph", task_inputs(ds, "image_graph", "", None))
         except NoOfflineBackend as exc:
             out.notes.append(f"{ds.name}: no generated image graphs ({exc})")
         else:
             if save:
-                save_outputs(cfg, ds.name, "image_graph", records)
+                save_outputs(cfg, ds.name, "image_graph", outputs)
             out.generation += [{"dataset": ds.name, **r} for r in rows]
-            ok = _ok(records)
+            answers = ok_outputs(outputs, ds.images["image_id"])
             label = "simulated-vlm" if cfg.generation.backend == "offline" else cfg.generation.model
             out.generated_label = label
-            ids = ds.images["image_id"].to_pylist()
-            out.images[label] = GraphTable.build(ids, (image_graph_elements(ImageSceneGraph.model_validate_json(ok[i]))
-                                                       if i in ok else empty for i in ids))
-            out.notes.append(f"{ds.name}: image graphs '{label}' for {len(ok)}/{ds.images.num_rows} images"
+            out.images[label] = GraphTable.build(
+                iter_values(ds.images["image_id"]),
+                (image_graph_elements(ImageSceneGraph.model_validate_json(a)) if a is not None else empty
+                 for a in iter_values(answers)))
+            n_ok = len(answers) - answers.null_count
+            out.notes.append(f"{ds.name}: image graphs '{label}' for {n_ok}/{ds.images.num_rows} images"
                              + (" (simulated from the ground truth with VLM-like errors, not a model)" if label == "simulated-vlm" else ""))
     truth = ground_truth_graphs(ds) if "oracle" in gm.image_graphs else {}
     if truth:
-        ids = ds.images["image_id"].to_pylist()
-        out.images["oracle"] = GraphTable.build(ids, (image_graph_elements(truth[i]) if i in truth else empty for i in ids))
+        ids = ds.images["image_id"]
+        out.images["oracle"] = GraphTable.build(iter_values(ids), (image_graph_elements(truth[i]) if i in truth else empty
+                                                                   for i in iter_values(ids)))
         out.notes.append(f"{ds.name}: 'oracle' rows use the ground-truth image graphs (measures matching, not generation)")
 
 

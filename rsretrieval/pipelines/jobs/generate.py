@@ -26,8 +26,8 @@ def generate(cfg: BenchmarkConfig, tasks: list[str], variant: str = "fine_graine
             if dry:
                 task_rows = [dry_run(cfg, task_name, inputs)]
             else:
-                task_rows, records = run_task(cfg, ds, task_name, inputs)
-                save_outputs(cfg, dcfg.name, task_name, records)
+                task_rows, outputs = run_task(cfg, ds, task_name, inputs)
+                save_outputs(cfg, dcfg.name, task_name, outputs)
             for row in task_rows:
                 rows.append({"dataset": dcfg.name, **row})
                 log.info("%s/%s: %s", dcfg.name, row["task"], row)

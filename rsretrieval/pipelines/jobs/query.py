@@ -103,12 +103,13 @@ def _graph_scores(index: QueryIndex, cfg: BenchmarkConfig, texts: list[str], mod
     if source not in index.graphs:
         raise ValueError(f"no '{source}' image graphs for {index.dataset} (have: {sorted(index.graphs)})")
     ids = [f"query:{hashlib.sha256(t.encode()).hexdigest()[:16]}" for t in texts]
-    _, records = run_task(cfg, index.ds, "text_graph", pa.table({"input_id": ids, "text": texts}))
-    bad = [t for i, t in zip(ids, texts) if records[i].status != "ok"]
+    _, outputs = run_task(cfg, index.ds, "text_graph", pa.table({"input_id": ids, "text": texts}))
+    records = {r["owner_id"]: r for r in outputs.to_pylist()}  # a handful of query texts
+    bad = [t for i, t in zip(ids, texts) if records[i]["status"] != "ok"]
     if bad:
-        raise ValueError(f"no query graph for {bad[0]!r}: {records[ids[texts.index(bad[0])]].error}")
+        raise ValueError(f"no query graph for {bad[0]!r}: {records[ids[texts.index(bad[0])]]['error']}")
     scoring = index.graph_scoring
-    q_el = [text_graph_elements(TextGraph.model_validate_json(records[i].parsed)) for i in ids]
+    q_el = [text_graph_elements(TextGraph.model_validate_json(records[i]["output"])) for i in ids]
     d_el = index.graphs[source].elements()  # in the index's image order
     gmn = None
     if similarity == "gmn":
