@@ -15,12 +15,12 @@ from pydantic import Field, field_validator, model_validator
 
 from rsretrieval.config.base import (RAY_JOB_ENV, StrictModel, default_cache_dir, expand_path, job_home, local_folder,
                                      output_location, submitted_job)
-from rsretrieval.config.datasets import MetadataTableOptions, WebDatasetOptions
+from rsretrieval.config.datasets import FitRSOptions, MetadataTableOptions, WebDatasetOptions
 from rsretrieval.config.generation import GenerationConfig, SimulatedVLMConfig
 from rsretrieval.config.graphs import (GMNConfig, GraphEncoderConfig, GraphMatchingConfig, GraphTrainingConfig,
                                        HungarianConfig, NodeEmbedderConfig)
 
-DatasetFormat = Literal["synthrs", "karpathy", "nwpu", "precomp", "custom", "harma", "webdataset", "metadata"]
+DatasetFormat = Literal["synthrs", "karpathy", "nwpu", "precomp", "custom", "harma", "webdataset", "metadata", "fit_rs"]
 Mode = Literal["v2v", "v2s", "s2v", "s2s", "g2g", "vg2vg"]
 CropMethod = Literal["uniform", "regions"]
 SCENE_IMAGE_MODES = ("v2s", "s2s")  # modes that use image scenes (one result per crop method)
@@ -28,7 +28,7 @@ SCENE_TEXT_MODES = ("s2v", "s2s")  # modes that use text scenes
 GRAPH_MODES = ("g2g", "vg2vg")  # modes that use scene graphs
 __all__ = [
     "BackboneConfig", "BenchmarkConfig", "CropMethod", "DatasetConfig", "DatasetFormat", "EmbedConfig",
-    "EvalConfig", "FILE_STORE_ALLOW_ENV", "GMNConfig", "GRAPH_MODES", "GenerationConfig",
+    "EvalConfig", "FILE_STORE_ALLOW_ENV", "FitRSOptions", "GMNConfig", "GRAPH_MODES", "GenerationConfig",
     "GenerationTaskName", "GraphEncoderConfig", "GraphMatchingConfig", "GraphTrainingConfig",
     "HungarianConfig", "ImageScenesConfig", "LateInteractionConfig", "MetadataTableOptions", "MLflowConfig", "Mode",
     "NodeEmbedderConfig", "RayConfig", "RegionCropConfig", "ReportConfig", "RsTinyOptions",
@@ -53,10 +53,12 @@ class DatasetConfig(StrictModel):
 
     name: str = Field(description="Name used in tables and ids, e.g. 'ucm', 'rsicd'")
     format: DatasetFormat = Field(description="Native annotation format: synthrs, karpathy, nwpu, precomp, custom, harma, "
-                                  "webdataset (tar shards), metadata (Parquet/CSV table)")
+                                  "webdataset (tar shards), metadata (Parquet/CSV table), fit_rs (FIT-RS instruction "
+                                  "conversations: the caption answers)")
     annotations: Path | None = Field(None, description="Annotation file (JSON/CSV/JSONL) or precomp folder; webdataset: a "
                                      "folder of .tar shards, one shard or a pattern ('shards/{00000..00099}.tar'); "
-                                     "metadata: a .parquet/.csv table or a folder of them; unused for synthrs")
+                                     "metadata: a .parquet/.csv table or a folder of them; fit_rs: the train file "
+                                     "(JSON list or JSONL of conversation records); unused for synthrs")
     image_root: Path | None = Field(None, description="Folder holding the image files; unused for synthrs and webdataset "
                                     "(extracted under cache_dir); metadata: default the table's folder")
     split: str = Field("test", description="Split whose captions are the queries and whose images are the gallery")
@@ -64,6 +66,8 @@ class DatasetConfig(StrictModel):
     synthrs: SynthRSOptions = Field(default_factory=SynthRSOptions, description="Options of the synthetic dataset (format synthrs)")
     webdataset: WebDatasetOptions = Field(default_factory=WebDatasetOptions, description="Options of format webdataset")
     metadata: MetadataTableOptions = Field(default_factory=MetadataTableOptions, description="Options of format metadata")
+    fit_rs: FitRSOptions = Field(default_factory=FitRSOptions, description="Options of format fit_rs (test file, "
+                                 "caption prompts, val hold-out or split file, STAR scene graphs)")
     verify_images: Literal["decode", "exists", "off"] = Field(
         "decode", description="Check of the image files: 'decode' also opens every image of the evaluated split and "
         "quarantines those that cannot be decoded (quarantine.csv in the run folder; their captions leave the "

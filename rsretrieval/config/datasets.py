@@ -1,10 +1,13 @@
-"""Options of the web-scale dataset formats (RS5M-shaped input): webdataset tar shards and metadata tables."""
+"""Options of dataset formats: the web-scale ones (RS5M-shaped input: webdataset tar shards, metadata tables)
+and FIT-RS (instruction conversations)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
 
-from rsretrieval.config.base import StrictModel
+from pydantic import Field, field_validator
+
+from rsretrieval.config.base import StrictModel, expand_path
 
 
 class WebDatasetOptions(StrictModel):
@@ -35,3 +38,45 @@ class MetadataTableOptions(StrictModel):
     split: str = Field("test", description="Split of rows without a split column or value")
     status_column: str | None = Field("status", description="img2dataset's download status column: rows whose value "
                                       "is not 'success' are skipped and counted (ignored when the table lacks it)")
+
+
+# Human prompts that ask for a whole-image caption (regexes, case-insensitive, searched in the human turn with
+# the <image> token removed). The exact FIT-RS caption prompts are not shown in the public sources (see
+# tests/data/fit_rs/PROVENANCE.md), hence a list the user can replace.
+FIT_RS_CAPTION_PATTERNS = [
+    r"\[\s*(?:detailed\s+|image\s+)?caption\s*\]",  # GeoChat-style task tag
+    r"\b(?:describe|caption|summari[sz]e|depict)\b[^?!]*\b(?:image|picture|photo|scene|scenario)\b",
+    r"\b(?:caption|description)\b[^?!]*\b(?:image|picture|photo|scene)\b",
+]
+# Prompts that match a caption pattern but ask about one region or the relations (region caption, relation
+# reasoning, scene-graph generation): not image captions. FIT-RS marks regions with {<cx><cy><w><h>|<angle>}.
+FIT_RS_EXCLUDE_PATTERNS = [r"\{\s*<", r"<rbox>", r"\bregion\b", r"\brelation", r"scene\s*graph"]
+
+
+class FitRSOptions(StrictModel):
+    """Files, caption selection and splits of FIT-RS (SkySenseGPT's LLaVA-style instruction JSON / JSONL)."""
+
+    test_annotations: Path | None = Field(None, description="The test file: FIT-RSFG's test_FITRS_image_caption_eval"
+                                          ".jsonl ({question_id, image, question, ground_truth}) or a file of "
+                                          "conversation records; None = no test split. `annotations` is the train "
+                                          "file (FIT-RS-train-1415k.json or train_instruction_imagecaption_65k.json)")
+    caption_patterns: list[str] = Field(default_factory=lambda: list(FIT_RS_CAPTION_PATTERNS), description=(
+        "Regexes (case-insensitive) of human prompts that ask for an image caption; the next gpt turn is the "
+        "caption. ['.*'] takes every answer (a file holding only the caption task)"))
+    exclude_patterns: list[str] = Field(default_factory=lambda: list(FIT_RS_EXCLUDE_PATTERNS), description=(
+        "Regexes of prompts that are not image captions although a caption pattern matches (region captions, "
+        "relations, scene graphs)"))
+    split_file: Path | None = Field(None, description="Text/CSV file of '<image file name>,<split>' lines (train / "
+                                    "val / test; '#' comments and an 'image,split' header allowed): the split of "
+                                    "each listed image, overriding the file's split and the hold-out; unlisted "
+                                    "images are left out (e.g. to reproduce the thesis' 4,743 / 1,185 / 1,069 images)")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="Without a split file: this fraction of the train "
+                                "images (rounded down) becomes the val split, a seeded hold-out (0.2 gives the "
+                                "thesis' ratio 4,743 / 1,185); 0 = no val split")
+    val_seed: int = Field(0, description="Seed of the val hold-out (depends only on the seed and the set of train "
+                          "image names, not on file order)")
+    scene_graphs: Path | None = Field(None, description="STAR scene-graph file: its graphs become the ground-truth "
+                                      "('oracle') image graphs of the FIT-RS patches (read by rsretrieval.data.star)")
+
+    _paths = field_validator("test_annotations", "split_file", "scene_graphs", mode="before")(
+        lambda cls, v: expand_path(v))

@@ -80,6 +80,11 @@ def load_dataset(cfg: DatasetConfig, cache_dir: Path) -> RSDataset:
 
         ds = read_metadata_table(required_path(cfg, "annotations"), cfg.image_root, dataset=cfg.name,
                                  options=cfg.metadata, verify_images=check)
+    elif cfg.format == "fit_rs":
+        from rsretrieval.data.fit_rs import read_fit_rs
+
+        ds = read_fit_rs(required_path(cfg, "annotations"), required_path(cfg, "image_root"), dataset=cfg.name,
+                         options=cfg.fit_rs, verify_images=check)
     else:  # pragma: no cover - pydantic's Literal already rejects it
         raise ValueError(f"unknown dataset format {cfg.format!r}")
     return ds

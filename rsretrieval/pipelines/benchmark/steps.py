@@ -53,6 +53,10 @@ def prepare_dataset(ctx: RunContext, dcfg: DatasetConfig) -> DatasetState:
                      "each is still its own query")
     if dcfg.format == "synthrs":
         notes.append(SYNTHETIC_NOTE)
+    elif dcfg.format == "fit_rs":
+        from rsretrieval.data.fit_rs import FIT_RS_NOTE
+
+        notes.append(f"{dcfg.name}: {FIT_RS_NOTE}")
     ds, gen_rows, gen_notes = add_generated_captions(cfg, ds)
     ctx.texts[ds.name] = ds.captions.select(["caption_id", "text"])  # Arrow: no Python string per caption
     ctx.fingerprints[ds.name] = ds.fingerprint()
