@@ -165,10 +165,13 @@ def read_split_file(path: Path, skipped: list[SkippedEntry]) -> dict[str, str]:
         parts = [p.strip() for p in (text.split(",") if "," in text else text.split())]
         if n == 1 and [p.lower() for p in parts] == ["image", "split"]:
             continue
-        if len(parts) != 2 or parts[1] not in SPLITS:
-            kind = "unknown_split" if len(parts) == 2 else "malformed"
-            skipped.append(SkippedEntry(str(path), f"line {n}", kind,
-                                        f"expected '<image file name>,<split>' with split in {list(SPLITS)}: {text!r}"))
+        if len(parts) != 2:
+            skipped.append(SkippedEntry(str(path), f"line {n}", "malformed",
+                                        f"expected '<image file name>,<split>', got {text!r}"))
+            continue
+        if parts[1] not in SPLITS:
+            skipped.append(SkippedEntry(str(path), f"line {n}", "unknown_split",
+                                        f"unknown split {parts[1]!r} of {parts[0]} (expected one of {list(SPLITS)})"))
             continue
         splits[parts[0].replace("\\", "/")] = parts[1]
     return splits
