@@ -69,8 +69,10 @@ class CaptionSelector:
         return any(p.search(text) for p in self.include) and not any(p.search(text) for p in self.exclude)
 
 
-def _verify(annotations: Path, image_root: Path, options: FitRSOptions) -> tuple[list[tuple[Path, str]], Path]:
+def _verify(annotations: Path, image_root: Path,
+            options: FitRSOptions | None = None) -> tuple[list[tuple[Path, str]], Path]:
     """The (file, split) pairs and the image folder; a missing one raises, saying what to download where."""
+    options = options or FitRSOptions()
     files = [(require_file(annotations, "FIT-RS train annotation file",
                            "Download FIT-RS_Instruction/FIT-RS-train-1415k.json (or train_instruction_imagecaption"
                            "_65k.json from train_data_of_each_individual_task.zip) from huggingface.co/datasets/"
@@ -84,6 +86,9 @@ def _verify(annotations: Path, image_root: Path, options: FitRSOptions) -> tuple
         require_file(options.split_file, "FIT-RS split file",
                      "Write one '<image file name>,<split>' line per image, or unset datasets[].fit_rs.split_file "
                      "to hold out val_fraction of the train images.")
+    if options.scene_graphs is not None:
+        require_file(options.scene_graphs, "STAR scene-graph file",
+                     "Point datasets[].fit_rs.scene_graphs to the STAR annotation file, or unset it.")
     root = require_dir(image_root, "FIT-RS image folder",
                        "Download FIT-RS_Image/FIT-RS_Images.tar.gz (32 GB) from huggingface.co/datasets/ll-13/FIT-RS, "
                        "extract it and point datasets[].image_root to imgv2_split_512_100_vaild.")

@@ -49,6 +49,10 @@ def verify_dataset_paths(d: DatasetConfig) -> None:
             from rsretrieval.data.metadata_table import find_tables
 
             find_tables(annotations, image_root)
+        elif d.format == "fit_rs":  # also the test, split and scene-graph files of its options
+            from rsretrieval.data.fit_rs import _verify as verify_fit_rs
+
+            verify_fit_rs(annotations, image_root, d.fit_rs)
         else:
             verify = importlib.import_module(f"rsretrieval.data.{d.format}")._verify
             verify(annotations, image_root, d.name) if d.format == "harma" else verify(annotations, image_root)
