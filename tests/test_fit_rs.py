@@ -103,6 +103,8 @@ def test_verify_tells_what_to_download_and_where(tmp_path: Path) -> None:
         read_fit_rs(TRAIN, IMAGES, options=FitRSOptions(test_annotations=tmp_path / "nope.jsonl"))
     with pytest.raises(DatasetNotFoundError, match=r"FIT-RS image folder not found .*imgv2_split_512_100_vaild"):
         read_fit_rs(TRAIN, tmp_path / "images")
+    with pytest.raises(DatasetNotFoundError, match=r"STAR scene-graph file not found .*fit_rs\.scene_graphs"):
+        read_fit_rs(TRAIN, IMAGES, options=FitRSOptions(scene_graphs=tmp_path / "star.json"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError, match=r"all 10 image files .*image_root"):
         read_fit_rs(TRAIN, tmp_path / "empty")
