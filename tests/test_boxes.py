@@ -130,7 +130,7 @@ def test_boxes_source_in_a_quick_benchmark(tmp_path: Path, session_cache: Path, 
 
     cfg = load_config(QUICK_CONFIG, [f"output_dir={tmp_path}", f"cache_dir={session_cache}", "modes=[g2g]",
                                      "graph_matching.image_graphs=[generated, oracle, boxes]",
-                                     "graph_matching.train.enabled=false"])
+                                     "graph_matching.train.enabled=false", "backbones=[]"])  # G2G needs no backbone
     res = run_benchmark(cfg)
     df = pd.read_csv(res.results_csv)
     g = df[df["mode"] == "g2g"]
