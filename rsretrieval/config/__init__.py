@@ -15,7 +15,8 @@ from pydantic import Field, field_validator, model_validator
 
 from rsretrieval.config.base import (RAY_JOB_ENV, StrictModel, default_cache_dir, expand_path, job_home, local_folder,
                                      output_location, submitted_job)
-from rsretrieval.config.datasets import FitRSOptions, MetadataTableOptions, WebDatasetOptions
+from rsretrieval.config.datasets import (BoxSourceOptions, FitRSOptions, MetadataTableOptions, SimulatedDetectorConfig,
+                                       WebDatasetOptions)
 from rsretrieval.config.generation import GenerationConfig, SimulatedVLMConfig
 from rsretrieval.config.graphs import (GMNConfig, GraphEncoderConfig, GraphMatchingConfig, GraphTrainingConfig,
                                        HungarianConfig, NodeEmbedderConfig)
@@ -27,12 +28,12 @@ SCENE_IMAGE_MODES = ("v2s", "s2s")  # modes that use image scenes (one result pe
 SCENE_TEXT_MODES = ("s2v", "s2s")  # modes that use text scenes
 GRAPH_MODES = ("g2g", "vg2vg")  # modes that use scene graphs
 __all__ = [
-    "BackboneConfig", "BenchmarkConfig", "CropMethod", "DatasetConfig", "DatasetFormat", "EmbedConfig",
+    "BackboneConfig", "BenchmarkConfig", "BoxSourceOptions", "CropMethod", "DatasetConfig", "DatasetFormat", "EmbedConfig",
     "EvalConfig", "FILE_STORE_ALLOW_ENV", "FitRSOptions", "GMNConfig", "GRAPH_MODES", "GenerationConfig",
     "GenerationTaskName", "GraphEncoderConfig", "GraphMatchingConfig", "GraphTrainingConfig",
     "HungarianConfig", "ImageScenesConfig", "LateInteractionConfig", "MetadataTableOptions", "MLflowConfig", "Mode",
     "NodeEmbedderConfig", "RayConfig", "RegionCropConfig", "ReportConfig", "RsTinyOptions",
-    "SCENE_IMAGE_MODES", "SCENE_TEXT_MODES", "SimulatedVLMConfig", "SynthRSOptions", "TextScenesConfig",
+    "SCENE_IMAGE_MODES", "SCENE_TEXT_MODES", "SimulatedDetectorConfig", "SimulatedVLMConfig", "SynthRSOptions", "TextScenesConfig",
     "UniformCropConfig", "WebDatasetOptions", "check_tracking_uri", "default_cache_dir", "flatten", "job_home", "load_config", "set_dotted",
     "submitted_job", "RAY_JOB_ENV",
 ]
@@ -68,6 +69,8 @@ class DatasetConfig(StrictModel):
     metadata: MetadataTableOptions = Field(default_factory=MetadataTableOptions, description="Options of format metadata")
     fit_rs: FitRSOptions = Field(default_factory=FitRSOptions, description="Options of format fit_rs (test file, "
                                  "caption prompts, val hold-out or split file, STAR scene graphs)")
+    boxes: BoxSourceOptions = Field(default_factory=BoxSourceOptions, description="Object boxes of the 'boxes' "
+                                    "image-graph source (graph_matching.image_graphs); a simulated detector on synthrs")
     verify_images: Literal["decode", "exists", "off"] = Field(
         "decode", description="Check of the image files: 'decode' also opens every image of the evaluated split and "
         "quarantines those that cannot be decoded (quarantine.csv in the run folder; their captions leave the "

@@ -4,6 +4,7 @@ and FIT-RS (instruction conversations)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -80,3 +81,45 @@ class FitRSOptions(StrictModel):
 
     _paths = field_validator("test_annotations", "split_file", "scene_graphs", mode="before")(
         lambda cls, v: expand_path(v))
+
+
+class SimulatedDetectorConfig(StrictModel):
+    """The offline stand-in for an object detector on synthrs: its ground-truth boxes, degraded (simulated)."""
+
+    recall: float = Field(0.85, ge=0, le=1, description="Probability that an object of medium or large size is detected")
+    small_recall: float = Field(0.6, ge=0, le=1, description="Probability that a small object is detected (detectors "
+                                "miss small objects in aerial images most)")
+    jitter: float = Field(0.1, ge=0, le=1, description="Standard deviation of each box edge's shift, as a fraction of "
+                          "the box's width / height")
+    confusion: float = Field(0.05, ge=0, le=1, description="Probability that a detected object gets a look-alike "
+                             "category (car <-> container, house <-> building, ...)")
+    false_positives: float = Field(0.5, ge=0, description="Mean number of spurious small boxes per image (Poisson)")
+    min_score: float = Field(0.3, ge=0, le=1, description="Simulated scores are uniform in [min_score, 1] for true "
+                             "objects and in [0, 0.6] for false positives; boxes below boxes.min_score are dropped")
+
+
+class BoxSourceOptions(StrictModel):
+    """Where the 'boxes' image-graph source of a dataset gets its object boxes (graph_matching.image_graphs)."""
+
+    format: Literal["auto", "dota", "dior", "coco", "det_json", "star"] = Field(
+        "auto", description="auto = the simulated detector on synthrs (its ground-truth boxes with detector-like noise), "
+        "none elsewhere; dota = DOTA label files or Task1 result files; dior = DIOR / DIOR-R VOC XML; coco = COCO "
+        "annotation JSON (or a results list with coco_categories); det_json = GraVLM det_json folder; star = STAR "
+        "split folder (object-json/ + relationship/, expert relations kept)")
+    path: Path | None = Field(None, description="File or folder of the boxes (see format); relative paths from the "
+                              "working directory, ~ expanded")
+    coco_categories: Path | None = Field(None, description="coco results lists only: the COCO annotation file holding "
+                                         "their images and categories")
+    min_score: float = Field(0.0, ge=0, le=1, description="Drop detections scored below this (files without scores "
+                             "keep every box)")
+    category_map: dict[str, str] = Field(default_factory=dict, description="Raw category -> node name, e.g. "
+                                         "{'small-vehicle': 'car'}; unmapped names are lower-cased, '-'/'_' as spaces")
+    categories: list[str] | None = Field(None, description="Allowed node names (after category_map); boxes of other "
+                                         "categories are skipped and listed in skipped-<dataset>.csv; None = any")
+    spatial_relations: bool = Field(True, description="Derive relations between object types from box geometry (on, "
+                                    "adjacent_to, north_of, ...); for star only where no expert relation links the pair")
+    simulated: SimulatedDetectorConfig = Field(default_factory=SimulatedDetectorConfig,
+                                               description="Noise of the simulated detector (format auto on synthrs)")
+    seed: int = Field(0, description="Seed of the simulated detector (per image: seed and image id)")
+
+    _paths = field_validator("path", "coco_categories", mode="before")(lambda cls, v: expand_path(v))

@@ -134,9 +134,11 @@ class GraphMatchingConfig(StrictModel):
         False, description="With training disabled and no checkpoint, still score GMN cells with a seeded untrained "
         "network (a plumbing check, marked 'untrained'); false = skip them with a footnote")
     vg2vg_weight: float = Field(0.5, ge=0, le=1, description="VG2VG with Hungarian: (1 - w) * global cosine + w * graph score")
-    image_graphs: list[Literal["generated", "oracle"]] = Field(
+    image_graphs: list[Literal["generated", "oracle", "boxes"]] = Field(
         default_factory=lambda: ["generated", "oracle"], description="generated = image graphs from the generation "
-        "backend (simulated VLM offline, Gemini online); oracle = ground-truth graphs where the dataset has them (synthrs)")
+        "backend (simulated VLM offline, Gemini online); oracle = ground-truth graphs where the dataset has them (synthrs); "
+        "boxes = graphs built from object boxes (datasets[].boxes: DOTA / DIOR / COCO / det_json / STAR files, or a "
+        "simulated detector on synthrs)")
     seed: int = Field(0, description="Seed of the untrained GMN / encoder weights")
 
     _paths = field_validator("gmn_checkpoint", mode="before")(lambda cls, v: expand_path(v))

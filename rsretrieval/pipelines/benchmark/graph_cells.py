@@ -55,7 +55,7 @@ class GraphCellScorer:
         q, _ = self._node_set(f"{cell.variant}__{tag}__{'' if tag == 'vanilla' else source}__queries",
                               graphs.captions.take(queries.items), spec.encoder,
                               f"nodes:query:{cell.variant}:{cell.embeddings}:{source}", len(cap_ids))
-        notes = self.state.base_notes + (["simulated image graphs"] if source == "simulated-vlm" else [])
+        notes = self.state.base_notes + (["simulated image graphs"] if "simulated" in source else [])
         if ctx.cfg.eval.shortlist_k:
             self._score_reranked(cell, spec, q, d, cap_ids, gold, notes)
             return

@@ -95,7 +95,7 @@ def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:
 
 
 def add_image_graphs(cfg: BenchmarkConfig, ds: RSDataset, out: DatasetGraphs, save: bool = True) -> None:
-    """The image graphs of every configured source (``generated``, ``oracle``) into ``out.images``
+    """The image graphs of every configured source (``generated``, ``oracle``, ``boxes``) into ``out.images``
     (``save``: also write them to the run folder's generated/)."""
     from rsretrieval.graphs.elements import GraphElements, image_graph_elements
 
@@ -125,6 +125,15 @@ def add_image_graphs(cfg: BenchmarkConfig, ds: RSDataset, out: DatasetGraphs, sa
         out.images["oracle"] = GraphTable.build(iter_values(ids), (image_graph_elements(truth[i]) if i in truth else empty
                                                                    for i in iter_values(ids)))
         out.notes.append(f"{ds.name}: 'oracle' rows use the ground-truth image graphs (measures matching, not generation)")
+    if "boxes" in gm.image_graphs:
+        from rsretrieval.pipelines.benchmark.box_graphs import box_graphs
+
+        label, by_id, notes = box_graphs(cfg, ds)
+        out.notes += notes
+        if label is not None:
+            ids = ds.images["image_id"]
+            out.images[label] = GraphTable.build(iter_values(ids), (image_graph_elements(by_id[i]) if i in by_id else empty
+                                                                    for i in iter_values(ids)))
 
 
 @dataclass

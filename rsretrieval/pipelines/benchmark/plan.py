@@ -36,7 +36,7 @@ class Cell:
     backbone: str  # image backbone; for G2G the node embedder (G2G does not use the image backbone)
     mode: str
     crops: str = "-"  # crop name in the results ('uniform', 'segments', 'sam2')
-    graphs: str = "-"  # image-graph source label ('simulated-vlm', a Gemini model, 'oracle')
+    graphs: str = "-"  # image-graph source label ('simulated-vlm', a Gemini model, 'oracle', 'boxes-...')
     similarity: str = "cosine"
     training: str = "none"  # none | vanilla | trained | untrained (graph node embeddings / GMN)
     crop_method: str | None = None  # config name of the crop method ('uniform', 'regions')
@@ -128,6 +128,11 @@ def image_graph_sources(cfg: BenchmarkConfig, dcfg: DatasetConfig) -> list[str]:
         out.append(generated_label(cfg))
     if "oracle" in gm.image_graphs and dcfg.format in FORMATS_WITH_GRAPHS:
         out.append("oracle")
+    if "boxes" in gm.image_graphs:
+        from rsretrieval.pipelines.benchmark.box_graphs import box_source_label
+
+        if (label := box_source_label(dcfg)) is not None:
+            out.append(label)
     return out
 
 
