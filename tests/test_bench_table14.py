@@ -16,7 +16,39 @@ def test_table14_rows_name_the_device_and_compare_only_like_for_like(capsys) -> 
     assert df["device"].str.startswith("CPU").all() and (df["seconds"] > 0).all()
     assert df["ratio_to_thesis"].map(math.isnan).all()  # 60 x 20 is not the thesis' 5,345 x 1,069
     assert list(df["thesis_a6000_seconds"]) == [0.03, 0.33, 2.11]
-    assert "NVIDIA A6000" in capsys.readouterr().out
+    assert list(df["thesis_a6000"]) == ["0.03 \u00b1 0.01", "0.33 \u00b1 0.05", "2.11 \u00b1 0.10"]
+    assert (df["repeats"] == 1).all() and (df["seconds_sd"] == 0).all()  # one repeat: sd 0, not NaN
+    assert df["ours"].str.endswith("\u00b1 0.000").all()
+    out = capsys.readouterr().out
+    assert "NVIDIA A6000" in out and "mean \u00b1 sd over 1 repeat" in out
+
+
+def test_table14_repeats_each_method_after_one_warm_up() -> None:
+    from rsretrieval.benchmarks.table14 import _timings, bench
+
+    calls = []
+    times = _timings(lambda: calls.append(1), "cpu", 4)
+    assert len(times) == 4 and len(calls) == 5  # 4 timed + 1 warm-up
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        _timings(lambda: None, "cpu", 0)
+    rows = bench(30, 10, dim=16, node_dim=8, q_nodes=3, d_nodes=4, device="cpu", repeats=3)
+    assert [r["repeats"] for r in rows] == [3, 3, 3]
+    assert all(r["seconds_min"] <= r["seconds"] and r["seconds_sd"] >= 0 for r in rows)
+
+
+def test_table14_mean_sd_and_its_text() -> None:
+    from rsretrieval.benchmarks.table14 import format_mean_sd, mean_sd, table14_rows
+
+    assert mean_sd([2.0]) == (2.0, 0.0)
+    mean, sd = mean_sd([1.0, 2.0, 3.0])
+    assert mean == 2.0 and sd == pytest.approx(1.0)  # sample sd (n - 1)
+    assert format_mean_sd(0.0534, 0.0041) == "0.053 \u00b1 0.004"
+    rows = table14_rows({"cosine (V2V)": [0.06, 0.04], "S2S (Q-MAM)": [0.33], "GMN (VG2VG)": [4.22, 4.22]},
+                        5345, 1069, "test device")
+    assert rows[0]["ours"] == "0.050 \u00b1 0.014" and rows[0]["ratio_to_thesis"] == pytest.approx(0.05 / 0.03)
+    assert rows[2]["ratio_to_thesis"] == pytest.approx(2.0) and rows[2]["seconds_sd"] == 0.0
+    with pytest.raises(ValueError, match="no timings"):
+        mean_sd([])
 
 
 @pytest.mark.gpu

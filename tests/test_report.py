@@ -29,7 +29,7 @@ def test_report_shows_tables_examples_and_graphs(report_run) -> None:
     html = (res.run_dir / "report.html").read_text()
     assert "<script" not in html and not re.search(r"""(src|href)=['"]?https?:""", html)  # self-contained
     assert "Read these numbers with their caveats" in html and "procedural synthetic dataset" in html
-    assert "V2V baseline (Tables 5-7)" in html and "Table 14" in html
+    assert "V2V baseline (Table 7, in full Table 16)" in html and "Table 14" in html
     assert html.count("data:image/png;base64,") >= 2  # mR plot and accuracy-latency plot
     # examples: 2 queries x 2 variants, each with a gold image and 4 thumbnails per method (v2v, s2s, g2g)
     assert html.count("class='q'") == 4

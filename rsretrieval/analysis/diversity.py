@@ -3,7 +3,10 @@
 * image similarity: pairwise cosine of the backbone's image embeddings (matrix + histogram with median);
 * caption similarity: pairwise cosine of sentence embeddings (all-MiniLM-L6-v2 by default), per variant;
 * caption lengths (words), vocabulary and unique texts per variant (Tables 3-4);
-* scene distribution (Table 2) from ``scene_label``.
+* scene distribution from ``scene_label``: images per scene, and Table 2's aggregate row per dataset
+  (# scenes, max / min / median / mean images per scene; unlabelled images are not a scene);
+* Figure 7: original vs fine-grained caption-to-caption similarity histograms overlaid
+  (:func:`rsretrieval.analysis.figures.plot_caption_similarity_overlay`).
 
 The numbers come from the upper triangle of each matrix (pairs, no self-similarity); a high median
 means a redundant dataset where a generic caption fits many images.
@@ -57,6 +60,27 @@ def scene_distribution(ds: RSDataset) -> pd.DataFrame:
     counts = pd.Series(labels).value_counts()
     return pd.DataFrame({"dataset": ds.name, "scene": counts.index, "images": counts.values,
                          "share_pct": 100.0 * counts.values / max(1, len(labels))})
+
+
+TABLE2_COLUMNS = ["# Scenes", "Max Images / Scene", "Min Images / Scene", "Median Images / Scene",
+                  "Mean Images / Scene"]
+
+
+def scene_summary(scenes: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's rows from :func:`scene_distribution` frames: per dataset, # scenes and max / min /
+    median / mean images per scene. 'unlabelled' is no scene (counted in ``unlabelled_images``); a
+    dataset without any label gets 0 scenes and NaN statistics, as the thesis leaves SYDNEY / UCM out."""
+    missing = {"dataset", "scene", "images"} - set(scenes.columns)
+    if missing:
+        raise ValueError(f"scene table lacks columns {sorted(missing)} (expected scene_distribution's output)")
+    rows = []
+    for name, g in scenes.groupby("dataset", sort=False):
+        labelled = g[g["scene"] != "unlabelled"]["images"].astype(int)
+        stats = ([len(labelled), int(labelled.max()), int(labelled.min()), float(labelled.median()), float(labelled.mean())]
+                 if len(labelled) else [0, float("nan"), float("nan"), float("nan"), float("nan")])
+        rows.append({"Dataset": name, **dict(zip(TABLE2_COLUMNS, stats)),
+                     "unlabelled_images": int(g.loc[g["scene"] == "unlabelled", "images"].sum())})
+    return pd.DataFrame(rows, columns=["Dataset", *TABLE2_COLUMNS, "unlabelled_images"])
 
 
 def plot_similarity(stats: dict[str, Any], title: str, path: Path) -> Path:

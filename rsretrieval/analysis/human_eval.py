@@ -1,7 +1,12 @@
 """Human retrieval evaluation kit (thesis sec. 6.2): build forms, score the collected answers.
 
-A question shows one caption and ``n_choices`` (9) images: the gold image and distractors of the same
-scene (``scene_label``; datasets without labels get random distractors, and the form says so). The same
+As sec. 6.2.1: ``n_questions`` (7) *different* scene categories (``scene_label``) are drawn at random;
+per category one captioned image is the gold and ``n_choices - 1`` (8) images of the same category
+are the distractors. A category qualifies when it has at least ``n_choices`` images. With fewer
+qualifying categories than questions, :func:`build_questions` raises a ValueError by default;
+``on_few_scenes="repeat"`` is the documented fallback: categories are reused (each once before any
+twice, never the same gold twice), and a dataset without labels gets random distractors; the form
+says which happened. The same
 images are asked with the original and with the fine-grained caption, in separate forms, so the two
 variants are compared on equal footing. :func:`write_form` writes a self-contained HTML page (images
 inlined as JPEG thumbnails; a button downloads the answers as CSV) and ``answer_key.json``;
@@ -34,11 +39,56 @@ class Question:
     gold_image_id: str
     image_ids: list[str]  # shown in this order (positions 1..n)
     distractors: str  # "same scene" or "random"
+    scene: str | None = None  # the scene category of the gold image (and of same-scene distractors)
+
+
+FEW_SCENES = ("error", "repeat")
+
+
+def _scene_plan(ds_name: str, label: dict[str, str | None], eligible: list[str], n_questions: int, n_choices: int,
+                on_few_scenes: str, rng: random.Random) -> list[tuple[str | None, str]]:
+    """(scene, gold image) per question: distinct scenes drawn at random, one captioned gold in each."""
+    by_scene: dict[str, list[str]] = {}
+    for i, lab in label.items():
+        if lab:
+            by_scene.setdefault(lab, []).append(i)
+    ok = set(eligible)
+    golds = {sc: sorted(i for i in ids if i in ok) for sc, ids in by_scene.items()}
+    qualifying = sorted(sc for sc, ids in by_scene.items() if len(ids) >= n_choices and golds[sc])
+    if len(qualifying) >= n_questions:
+        return [(sc, rng.choice(golds[sc])) for sc in rng.sample(qualifying, n_questions)]
+    if on_few_scenes == "error":
+        raise ValueError(
+            f"{ds_name}: {len(qualifying)} scene labels with >= {n_choices} images and a captioned image "
+            f"({', '.join(qualifying) or 'none'}), fewer than the {n_questions} distinct scene categories the "
+            "questions need (thesis sec. 6.2); ask fewer questions or pass on_few_scenes='repeat' "
+            "(CLI: --on-few-scenes repeat)")
+    if not qualifying:  # no usable labels: random golds, random distractors
+        return [(None, g) for g in rng.sample(eligible, min(n_questions, len(eligible)))]
+    order, plan, used = rng.sample(qualifying, len(qualifying)), [], set()
+    while len(plan) < n_questions and order:
+        for sc in list(order):  # one round: every scene once before any scene twice
+            free = [g for g in golds[sc] if g not in used]
+            if not free:
+                order.remove(sc)
+                continue
+            plan.append((sc, rng.choice(free)))
+            used.add(plan[-1][1])
+            if len(plan) == n_questions:
+                break
+    return plan
 
 
 def build_questions(ds: RSDataset, n_questions: int = 7, n_choices: int = 9, seed: int = 0,
-                    variants: tuple[str, ...] = ("original", "fine_grained")) -> list[Question]:
-    """``n_questions`` images (with a caption in every variant), one question per image and variant."""
+                    variants: tuple[str, ...] = ("original", "fine_grained"),
+                    on_few_scenes: str = "error") -> list[Question]:
+    """``n_questions`` gold images of distinct scene categories, one question per image and variant (sec. 6.2).
+
+    ``on_few_scenes``: "error" (default) raises when fewer than ``n_questions`` categories have
+    ``n_choices`` images; "repeat" reuses categories, or draws random distractors without labels.
+    """
+    if on_few_scenes not in FEW_SCENES:
+        raise ValueError(f"on_few_scenes must be one of {FEW_SCENES}, got {on_few_scenes!r}")
     rng = random.Random(seed)
     caps = ds.captions
     present = [v for v in variants if pc.any(pc.equal(caps["variant"], v)).as_py()]
@@ -50,10 +100,9 @@ def build_questions(ds: RSDataset, n_questions: int = 7, n_choices: int = 9, see
     eligible = sorted(set.intersection(*(set(t["image_id"].to_pylist()) for t in by_variant.values())))
     if len(images) < n_choices:
         raise ValueError(f"{ds.name}: {len(images)} images, fewer than the {n_choices} choices of a question")
-    chosen = rng.sample(eligible, min(n_questions, len(eligible)))
     out = []
-    for k, gold in enumerate(chosen):
-        same = [i for i in label if i != gold and label[gold] is not None and label[i] == label[gold]]
+    for k, (scene, gold) in enumerate(_scene_plan(ds.name, label, eligible, n_questions, n_choices, on_few_scenes, rng)):
+        same = [i for i in label if i != gold and scene is not None and label[i] == scene]
         pool = same if len(same) >= n_choices - 1 else [i for i in label if i != gold]
         shown = rng.sample(pool, n_choices - 1) + [gold]
         rng.shuffle(shown)
@@ -61,7 +110,7 @@ def build_questions(ds: RSDataset, n_questions: int = 7, n_choices: int = 9, see
             rows = by_variant[v].filter(pc.equal(by_variant[v]["image_id"], gold))
             j = rng.randrange(rows.num_rows)
             out.append(Question(f"{v}-{k + 1}", v, rows["caption_id"][j].as_py(), rows["text"][j].as_py(), gold,
-                                shown, "same scene" if pool is same else "random"))
+                                shown, "same scene" if pool is same else "random", scene))
     return out
 
 
@@ -81,6 +130,10 @@ def write_form(ds: RSDataset, questions: list[Question], out_dir: Path, thumb: i
                           f'<div class="grid">{cells}</div></section>')
         note = "" if all(q.distractors == "same scene" for q in qs) else \
             "<p><em>Some distractors are random images (the dataset has no scene labels).</em></p>"
+        scenes = [q.scene for q in qs if q.scene is not None]
+        if len(scenes) != len(set(scenes)):
+            note += "<p><em>Some scene categories appear in more than one question (the dataset has fewer " \
+                    "labelled scenes than questions).</em></p>"
         page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(ds.name)} {variant}: find the image</title>
 <style>body{{font-family:sans-serif;max-width:900px;margin:auto}}.grid{{display:grid;grid-template-columns:repeat(3,1fr);gap:6px}}
 .c{{display:flex;flex-direction:column;align-items:center}}.c img{{width:{thumb}px;height:{thumb}px;object-fit:cover}}

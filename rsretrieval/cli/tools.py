@@ -102,7 +102,8 @@ HUMAN_EVAL_HELP = """Human retrieval evaluation (thesis sec. 6.2): build the for
   rsretrieval human-eval score runs/human_eval/answers_*.csv --key runs/human_eval/answer_key.json
 
 Each question: one caption, 9 images of the same scene (1 gold, 8 distractors), asked once with the
-original and once with the fine-grained caption. Scores: mean / median % correct and mean / median
+original and once with the fine-grained caption; the 7 questions draw 7 different scene categories
+(fewer labelled scenes: an error, or --on-few-scenes repeat to reuse categories). Scores: mean / median % correct and mean / median
 unique choices per caption variant (Table 6).
 """
 
@@ -114,8 +115,11 @@ def add_human_eval_args(p: argparse.ArgumentParser) -> None:
     b.add_argument("--config", type=Path, default=None, help="benchmark config (first dataset, its split)")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--out", type=Path, default=Path("runs") / "human_eval")
-    b.add_argument("--questions", type=int, default=7, help="images asked (one question per image and variant)")
+    b.add_argument("--questions", type=int, default=7,
+                   help="images asked, one per scene category (one question per image and variant)")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--on-few-scenes", choices=["error", "repeat"], default="error",
+                   help="fewer labelled scenes than questions: stop (error) or reuse scene categories (repeat)")
     s = sub.add_parser("score", help="score answer CSVs against the key")
     s.add_argument("answers", nargs="+", type=Path)
     s.add_argument("--key", type=Path, required=True)
@@ -134,7 +138,7 @@ def human_eval_cmd(args: argparse.Namespace) -> Any:
     cfg = load_user_config(args.config, list(args.overrides))
     dcfg = cfg.datasets[0]
     ds = evaluation_split(load_dataset(dcfg, cfg.cache_dir), dcfg)
-    questions = build_questions(ds, args.questions, seed=args.seed)
+    questions = build_questions(ds, args.questions, seed=args.seed, on_few_scenes=args.on_few_scenes)
     paths = write_form(ds, questions, args.out)
     print("\n".join(str(x) for x in paths))
     return paths

@@ -18,6 +18,7 @@ G2G does not depend on the image backbone: its rows carry the node embedder as `
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -62,7 +63,9 @@ def graph_set_stats(dataset: str, name: str, graphs: list[Any]) -> dict[str, Any
     return {"dataset": dataset, "graphs": name, "n_graphs": col["n_graphs"], "n_empty": size["n_empty"],
             "gcr": col["gcr"], "n_unique": col["n_unique"], "nodes_mean": size["nodes"]["mean"],
             "nodes_median": size["nodes"]["median"], "nodes_max": size["nodes"]["max"],
-            "edges_mean": size["edges"]["mean"], "edges_median": size["edges"]["median"]}
+            "edges_mean": size["edges"]["mean"], "edges_median": size["edges"]["median"],
+            # nodes per graph -> number of graphs, as JSON text in the CSV: Figure 20 is drawn from it
+            "nodes_histogram": json.dumps(size["nodes"]["histogram"], sort_keys=True)}
 
 
 def prepare_graphs(cfg: BenchmarkConfig, ds: RSDataset) -> DatasetGraphs:

@@ -4,7 +4,9 @@ Image vectors come from the first configured backbone (the benchmark's cached em
 once with Ray if missing); caption vectors from the sentence embedder of ``graph_matching.embedder``
 (all-MiniLM-L6-v2, the thesis' "pre-trained BERT"), cached per text. Writes to ``<output_dir>/<run_name>/``:
 ``diversity.csv`` (median / mean / p90 pairwise similarity per dataset and set), ``caption_stats.csv``,
-``scenes.csv``, ``analysis.md`` and one PNG per matrix (matrix + histogram with the median), and logs
+``scenes.csv`` (images per scene), ``scene_summary.csv`` (Table 2: # scenes, max / min / median / mean
+images per scene), ``analysis.md``, one PNG per matrix (matrix + histogram with the median) and
+``caption_similarity_overlay.png`` (Figure 7: original vs fine-grained caption similarities), and logs
 them to MLflow.
 """
 
@@ -27,10 +29,13 @@ class AnalysisResult:
     captions: pd.DataFrame
     scenes: pd.DataFrame
     plots: list[Path]
+    scene_summary: pd.DataFrame | None = None  # Table 2's aggregate rows
 
 
 def run_analysis(cfg: BenchmarkConfig) -> AnalysisResult:
-    from rsretrieval.analysis.diversity import caption_stats, pairwise_stats, plot_similarity, scene_distribution
+    from rsretrieval.analysis.diversity import (caption_stats, pairwise_stats, plot_similarity, scene_distribution,
+                                                scene_summary)
+    from rsretrieval.analysis.figures import plot_caption_similarity_overlay
     from rsretrieval.data.registry import evaluation_split, load_dataset
     from rsretrieval.evaluation.tables import markdown_table
     from rsretrieval.graphs.embedder import CachedTextEmbedder, load_text_embedder
@@ -45,6 +50,7 @@ def run_analysis(cfg: BenchmarkConfig) -> AnalysisResult:
     bcfg = cfg.backbones[0]
     sentences = CachedTextEmbedder(load_text_embedder(cfg.graph_matching.embedder), Path(cfg.cache_dir) / "node_embeddings")
     div, caps, scenes, plots = [], [], [], []
+    caption_hists: dict[str, dict[str, dict]] = {}  # dataset -> variant -> stats, for Figure 7
     with mlflow_run(cfg) as tracker:
         for dcfg in cfg.datasets:
             ds = evaluation_split(load_dataset(dcfg, cfg.cache_dir), dcfg)
@@ -58,6 +64,8 @@ def run_analysis(cfg: BenchmarkConfig) -> AnalysisResult:
                 sets[f"captions {variant} ({sentences.name})"] = np.asarray(sentences.encode(texts))
             for name, vectors in sets.items():
                 stats = pairwise_stats(vectors)
+                if name.startswith("captions "):
+                    caption_hists.setdefault(ds.name, {})[name.split()[1]] = {k: v for k, v in stats.items() if k != "matrix"}
                 div.append({"dataset": ds.name, "set": name, "items": stats["n"], "pairs": stats["pairs"],
                             "median": stats["median"], "mean": stats["mean"], "p90": stats["p90"]})
                 slug = name.split(" (")[0].replace(" ", "_")
@@ -65,18 +73,29 @@ def run_analysis(cfg: BenchmarkConfig) -> AnalysisResult:
                 tracker.log_metrics({metric_key("diversity", ds.name, slug, "median"): stats["median"]})
             caps.append(caption_stats(ds))
             scenes.append(scene_distribution(ds))
-        out = AnalysisResult(run_dir, pd.DataFrame(div), pd.concat(caps, ignore_index=True),
-                             pd.concat(scenes, ignore_index=True), plots)
+        all_scenes = pd.concat(scenes, ignore_index=True)
+        out = AnalysisResult(run_dir, pd.DataFrame(div), pd.concat(caps, ignore_index=True), all_scenes, plots,
+                             scene_summary(all_scenes))
         out.diversity.to_csv(run_dir / "diversity.csv", index=False)
         out.captions.to_csv(run_dir / "caption_stats.csv", index=False)
         out.scenes.to_csv(run_dir / "scenes.csv", index=False)
+        out.scene_summary.to_csv(run_dir / "scene_summary.csv", index=False)
+        fig7 = []
+        if any({"original", "fine_grained"} <= set(v) for v in caption_hists.values()):
+            fig7 = [plot_caption_similarity_overlay(caption_hists, run_dir / "caption_similarity_overlay.png")]
+            plots.extend(fig7)
         md = ["# Dataset diversity (thesis sec. 3.3-3.4)", "", "## Pairwise cosine similarity (off-diagonal pairs)", "",
               *markdown_table(out.diversity), "", "## Captions (Tables 3-4)", "", *markdown_table(out.captions), "",
-              "## Scenes (Table 2)", "", *markdown_table(out.scenes), "",
+              "## Scene distribution statistics (Table 2)", "", *markdown_table(out.scene_summary), "",
+              "Images per labelled scene; 'unlabelled' images are no scene (unlabelled_images). scene_summary.csv.", "",
+              "## Images per scene", "", *markdown_table(out.scenes), "",
+              "## Figures", "", *[f"- `{p.name}`: similarity matrix and histogram" for p in plots if p not in fig7],
+              *(["- Figure 7: `caption_similarity_overlay.png`, caption-caption similarity densities per dataset, "
+                 "blue original vs orange fine-grained"] if fig7 else []), "",
               "A high median similarity means a redundant set: a generic caption then fits many images. Graph "
-              "collision rates and graph sizes are in the benchmark's graph_stats.csv.", ""]
+              "collision rates and graph sizes are in the benchmark's graph_stats.csv (Figure 20: graph_sizes.png).", ""]
         (run_dir / "analysis.md").write_text("\n".join(md), encoding="utf-8")
         for path in [run_dir / "analysis.md", run_dir / "diversity.csv", run_dir / "caption_stats.csv",
-                     run_dir / "scenes.csv", *plots]:
+                     run_dir / "scenes.csv", run_dir / "scene_summary.csv", *plots]:
             tracker.log_artifact(path)
     return out
