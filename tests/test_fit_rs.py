@@ -11,7 +11,7 @@ import pytest
 
 from rsretrieval.config import DatasetConfig, FitRSOptions
 from rsretrieval.data.errors import DatasetFormatError, DatasetNotFoundError
-from rsretrieval.data.fit_rs import FIT_RS_NOTE, _hold_out, add_scene_graphs, read_fit_rs, star_scene_graphs
+from rsretrieval.data.fit_rs import FIT_RS_NOTE, _hold_out, add_scene_graphs, read_fit_rs
 from rsretrieval.graphs.schema import ImageSceneGraph, Relation, SceneObject
 
 FIX = Path(__file__).parent / "data" / "fit_rs"
@@ -103,7 +103,7 @@ def test_verify_tells_what_to_download_and_where(tmp_path: Path) -> None:
         read_fit_rs(TRAIN, IMAGES, options=FitRSOptions(test_annotations=tmp_path / "nope.jsonl"))
     with pytest.raises(DatasetNotFoundError, match=r"FIT-RS image folder not found .*imgv2_split_512_100_vaild"):
         read_fit_rs(TRAIN, tmp_path / "images")
-    with pytest.raises(DatasetNotFoundError, match=r"STAR scene-graph file not found .*fit_rs\.scene_graphs"):
+    with pytest.raises(DatasetNotFoundError, match=r"STAR annotation folder .*scene_graphs not found .*object-json"):
         read_fit_rs(TRAIN, IMAGES, options=FitRSOptions(scene_graphs=tmp_path / "star.json"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError, match=r"all 10 image files .*image_root"):
@@ -133,14 +133,44 @@ def test_graph_hook_fills_the_oracle_image_graphs(ds) -> None:
     assert split.graphs is not None
 
 
-def test_scene_graph_file_needs_the_star_reader(tmp_path: Path) -> None:
-    try:
-        from rsretrieval.data import star  # noqa: F401
-    except ImportError:
-        with pytest.raises(DatasetNotFoundError, match="rsretrieval.data.star"):
-            star_scene_graphs(tmp_path / "star.json")
-    else:  # pragma: no cover - once star.py lands its own tests cover the parsing
-        pytest.skip("rsretrieval.data.star exists: its tests cover STAR parsing")
+def _star_scene(folder: Path) -> None:
+    """A STAR split folder with scene 0000 (1,648 px): objects in the windows of the fixture's patches."""
+    import csv
+    import json
+
+    shapes = [("ship", 1, (100, 100, 160, 120)), ("ship", 2, (100, 140, 160, 160)), ("dock", 3, (60, 80, 300, 200)),
+              ("crane", 4, (495, 90, 555, 110)),  # cut by the first window's right border (x = 512): mostly outside
+              ("storage-tank", 5, (900, 300, 940, 340))]  # only in the windows starting at 824 / 412
+    (folder / "object-json").mkdir(parents=True)
+    (folder / "relationship").mkdir()
+    (folder / "object-json" / "0000.json").write_text(json.dumps({
+        "imagePath": "0000.png", "imageWidth": 1648, "imageHeight": 512, "imageData": None,
+        "shapes": [{"label": lab, "group_id": gid, "shape_type": "polygon",
+                    "points": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]} for lab, gid, (x0, y0, x1, y1) in shapes]}))
+    with open(folder / "relationship" / "0000.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subject", "subject_ID", "relationship", "object", "object_ID"])
+        w.writerows([["ship", 1, "docked at", "dock", 3], ["crane", 4, "over", "dock", 3]])
+
+
+def test_star_scene_graphs_become_the_patches_oracle_graphs(tmp_path: Path) -> None:
+    """Each patch gets the STAR objects inside its window (name: <scene>__<size>__<left>___<top>) and the
+    expert triplets between them; a scene STAR lacks is said in the warnings."""
+    from rsretrieval.pipelines.stages.generation_tasks import ground_truth_graphs
+
+    _star_scene(tmp_path / "star" / "train")
+    ds = read_fit_rs(TRAIN, IMAGES, options=FitRSOptions(test_annotations=TEST, scene_graphs=tmp_path / "star"))
+    truth = ground_truth_graphs(ds)
+    first = truth["fit_rs:0000__512__0___0.png"]
+    assert first.object_counts == {"ship": 2, "dock": 1}  # the crane lies mostly right of x = 512
+    assert ("ship", "docked_at", "dock") in {(r.subject, r.relation, r.object) for r in first.relations}
+    assert "crane" not in {r.subject for r in first.relations}
+    assert truth["fit_rs:0000__512__824___0.png"].object_counts == {"storage tank": 1}
+    assert truth["fit_rs:0000__512__412___0.png"].object_counts == {"crane": 1, "storage tank": 1}
+    assert not any(i.startswith("fit_rs:0001") for i in truth)
+    assert any("scenes STAR does not have" in w for w in ds.report.warnings)
+    with pytest.raises(DatasetNotFoundError, match="object-json"):
+        read_fit_rs(TRAIN, IMAGES, options=FitRSOptions(scene_graphs=tmp_path))
 
 
 def test_format_is_registered(tmp_path: Path) -> None:

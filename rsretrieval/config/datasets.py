@@ -76,8 +76,10 @@ class FitRSOptions(StrictModel):
                                 "thesis' ratio 4,743 / 1,185); 0 = no val split")
     val_seed: int = Field(0, description="Seed of the val hold-out (depends only on the seed and the set of train "
                           "image names, not on file order)")
-    scene_graphs: Path | None = Field(None, description="STAR scene-graph file: its graphs become the ground-truth "
-                                      "('oracle') image graphs of the FIT-RS patches (read by rsretrieval.data.star)")
+    scene_graphs: Path | None = Field(None, description="STAR annotation folder (a split folder with object-json/ "
+                                      "and relationship/, or the folder holding the split folders): each FIT-RS "
+                                      "patch's STAR boxes and expert triplets become its ground-truth ('oracle') image "
+                                      "graph (patch names <scene>__<size>__<left>___<top> locate the window)")
 
     _paths = field_validator("test_annotations", "split_file", "scene_graphs", mode="before")(
         lambda cls, v: expand_path(v))

@@ -87,8 +87,10 @@ def _verify(annotations: Path, image_root: Path,
                      "Write one '<image file name>,<split>' line per image, or unset datasets[].fit_rs.split_file "
                      "to hold out val_fraction of the train images.")
     if options.scene_graphs is not None:
-        require_file(options.scene_graphs, "STAR scene-graph file",
-                     "Point datasets[].fit_rs.scene_graphs to the STAR annotation file, or unset it.")
+        if not Path(options.scene_graphs).is_dir():
+            raise DatasetNotFoundError("STAR annotation folder of datasets[].fit_rs.scene_graphs", options.scene_graphs,
+                                       "Point it to a STAR split folder (object-json/ and relationship/) or to the "
+                                       "folder holding the split folders; or unset it.")
     root = require_dir(image_root, "FIT-RS image folder",
                        "Download FIT-RS_Image/FIT-RS_Images.tar.gz (32 GB) from huggingface.co/datasets/ll-13/FIT-RS, "
                        "extract it and point datasets[].image_root to imgv2_split_512_100_vaild.")
@@ -268,7 +270,7 @@ def read_fit_rs(
                         warnings=warnings, skipped=skipped)
     ds = RSDataset(dataset, images_table(image_rows), captions, None, report)
     if options.scene_graphs is not None:
-        ds = add_scene_graphs(ds, star_scene_graphs(Path(options.scene_graphs)))
+        ds = star_patch_graphs(Path(options.scene_graphs), ds)
     return ds
 
 
@@ -311,16 +313,23 @@ def add_scene_graphs(ds: RSDataset, graphs: Mapping[str, "ImageSceneGraph"]) -> 
     return RSDataset(ds.name, ds.images, ds.captions, table, ds.report)
 
 
-def star_scene_graphs(path: Path) -> Mapping[str, "ImageSceneGraph"]:
-    """FIT-RS patch file name -> ground-truth graph, read by ``rsretrieval.data.star`` (STAR's own parser)."""
-    try:
-        from rsretrieval.data import star  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise DatasetNotFoundError("STAR scene-graph reader rsretrieval.data.star", path,
-                                   "This install has no STAR parser; unset datasets[].fit_rs.scene_graphs.") from exc
-    reader = getattr(star, "fit_rs_patch_graphs", None)
-    if reader is None:
-        raise DatasetNotFoundError("rsretrieval.data.star.fit_rs_patch_graphs(path) -> {patch file name: graph}",
-                                   path, "The STAR reader does not map graphs to FIT-RS patches yet; unset "
-                                   "datasets[].fit_rs.scene_graphs.")
-    return reader(require_file(path, "STAR scene-graph file", "Point datasets[].fit_rs.scene_graphs to it."))
+def star_patch_graphs(path: Path, ds: RSDataset) -> RSDataset:
+    """``ds`` with the ground-truth graphs of its patches cut from STAR's scene graphs (``path``: a STAR split
+    folder with object-json/ and relationship/, or several split folders under it); what could not be
+    matched is said in the report's warnings."""
+    from rsretrieval.data.star import fit_rs_patch_graphs
+
+    path = Path(path)
+    folders = [path] if (path / "object-json").is_dir() else sorted(p for p in path.iterdir() if (p / "object-json").is_dir())
+    if not folders:
+        raise DatasetNotFoundError("STAR annotation folder (object-json/ and relationship/)", path,
+                                   "Point datasets[].fit_rs.scene_graphs to a STAR split folder, or to the folder "
+                                   "holding STAR's split folders; or unset it.")
+    names = [iid.split(":", 1)[1] for iid in ds.images["image_id"].to_pylist()]
+    graphs: dict[str, "ImageSceneGraph"] = {}
+    for folder in folders:
+        found, warnings = fit_rs_patch_graphs(folder, names)
+        graphs.update(found)
+        if ds.report is not None:
+            ds.report.warnings += [f"STAR {folder.name}: {w}" for w in warnings]
+    return add_scene_graphs(ds, graphs)

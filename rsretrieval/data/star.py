@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from rsretrieval.data.boxes import BoxFilter, BoxCollector
 from rsretrieval.data.errors import DatasetNotFoundError
 from rsretrieval.data.schema import SkippedEntry
-from rsretrieval.graphs.from_boxes import graph_from_boxes, normalise_category
+from rsretrieval.graphs.from_boxes import Box, graph_from_boxes, normalise_category
 from rsretrieval.graphs.schema import ImageSceneGraph
 
 REL_COLUMNS = ("subject", "subject_ID", "relationship", "object", "object_ID")
@@ -64,14 +66,23 @@ def _relations(csv_path: Path, groups: list[tuple[str, str | None]], cmap: Mappi
     return out
 
 
-def star_scene_graphs(path: Path | str, split: str | None = None, categories: Collection[str] | None = None,
-                      category_map: Mapping[str, str] | None = None,
-                      spatial: bool = False) -> tuple[dict[str, ImageSceneGraph], list[SkippedEntry]]:
-    """Image file name -> scene graph of every STAR image under ``path`` (a split folder, or the root with
-    ``split``), and the entries left out. ``spatial``: also add geometric relations between types no expert
-    triplet links (off: the expert graph as given)."""
+@dataclass
+class StarScene:
+    """One STAR image: its size, kept boxes and expert triplets (indices into ``boxes``)."""
+
+    name: str
+    width: float
+    height: float
+    boxes: list[Box]
+    relations: list[tuple[int, str, int]]
+
+
+def star_scenes(path: Path | str, split: str | None = None, categories: Collection[str] | None = None,
+                category_map: Mapping[str, str] | None = None) -> tuple[list[StarScene], list[SkippedEntry]]:
+    """Every STAR image under ``path`` (a split folder, or the root with ``split``) with its boxes and
+    triplets, and the entries left out (named by file and shape / line)."""
     d = _split_dir(Path(path), split)
-    graphs: dict[str, ImageSceneGraph] = {}
+    scenes: list[StarScene] = []
     skipped: list[SkippedEntry] = []
     for f in sorted((d / "object-json").glob("*.json")):
         try:
@@ -83,11 +94,11 @@ def star_scene_graphs(path: Path | str, split: str | None = None, categories: Co
         name = Path(str(data.get("imagePath") or f.stem + ".png")).name
         col = BoxCollector(BoxFilter(category_map, categories, 0.0, {f.stem: (w, h)}))
         groups: list[tuple[str, str | None]] = []  # (category, group id) of each kept box, in box order
-        for k, s in enumerate(shapes):
+        for k, shape in enumerate(shapes):
             entry = f"shape {k}"
             try:
-                pts = [(float(x), float(y)) for x, y in s["points"]]
-                label = str(s["label"])
+                pts = [(float(x), float(y)) for x, y in shape["points"]]
+                label = str(shape["label"])
                 if len(pts) < 2:
                     raise ValueError(f"{len(pts)} points")
             except (KeyError, TypeError, ValueError) as exc:
@@ -95,7 +106,7 @@ def star_scene_graphs(path: Path | str, split: str | None = None, categories: Co
                 continue
             if len(pts) == 2:  # LabelMe rectangle: two opposite corners
                 pts = [pts[0], (pts[1][0], pts[0][1]), pts[1], (pts[0][0], pts[1][1])]
-            gid = None if s.get("group_id") is None else str(s["group_id"])
+            gid = None if shape.get("group_id") is None else str(shape["group_id"])
             if col.add(f, entry, f.stem, label, pts, None, gid):
                 groups.append((col.images[f.stem].boxes[-1].category, gid))
         skipped += col.skipped
@@ -105,5 +116,71 @@ def star_scene_graphs(path: Path | str, split: str | None = None, categories: Co
             continue
         rel_file = d / "relationship" / f"{f.stem}.csv"
         rels = _relations(rel_file, groups, category_map, skipped) if rel_file.is_file() else []
-        graphs[name] = graph_from_boxes(boxes, w, h, None, rels, spatial)
-    return graphs, skipped
+        scenes.append(StarScene(name, w, h, list(boxes), rels))
+    return scenes, skipped
+
+
+def star_scene_graphs(path: Path | str, split: str | None = None, categories: Collection[str] | None = None,
+                      category_map: Mapping[str, str] | None = None,
+                      spatial: bool = False) -> tuple[dict[str, ImageSceneGraph], list[SkippedEntry]]:
+    """Image file name -> scene graph of every STAR image under ``path`` (a split folder, or the root with
+    ``split``), and the entries left out. ``spatial``: also add geometric relations between types no expert
+    triplet links (off: the expert graph as given)."""
+    scenes, skipped = star_scenes(path, split, categories, category_map)
+    return {sc.name: graph_from_boxes(sc.boxes, sc.width, sc.height, None, sc.relations, spatial) for sc in scenes}, skipped
+
+
+# FIT-RS patch names, as DOTA_devkit's ImgSplit writes them: <scene stem>__<patch size>__<left>___<top>.<ext>
+PATCH_NAME = re.compile(r"^(?P<stem>.+)__(?P<size>\d+)__(?P<left>-?\d+)___(?P<top>-?\d+)\.\w+$")
+MIN_KEPT_AREA = 0.5  # a box cut by the patch border stays in the patch when at least half of it lies inside
+
+
+def _in_window(box: Box, left: float, top: float, size: float) -> Box | None:
+    """``box`` in the patch's coordinates, clipped to it, or None when less than MIN_KEPT_AREA of it is inside."""
+    x0, y0, x1, y1 = box.bounds
+    cx0, cy0, cx1, cy1 = max(x0, left), max(y0, top), min(x1, left + size), min(y1, top + size)
+    if cx1 <= cx0 or cy1 <= cy0 or (cx1 - cx0) * (cy1 - cy0) < MIN_KEPT_AREA * (x1 - x0) * (y1 - y0):
+        return None
+    if (cx0, cy0, cx1, cy1) == (x0, y0, x1, y1):  # wholly inside: keep its outline (rotated boxes stay rotated)
+        return Box(box.category, tuple((x - left, y - top) for x, y in box.polygon), box.score, box.key)
+    return Box.xyxy(box.category, cx0 - left, cy0 - top, cx1 - left, cy1 - top, box.score, box.key)
+
+
+def fit_rs_patch_graphs(path: Path | str, patch_names: Collection[str], split: str | None = None,
+                        spatial: bool = False) -> tuple[dict[str, ImageSceneGraph], list[str]]:
+    """FIT-RS patch file name -> the ground-truth graph of that patch: the STAR scene's boxes that lie (mostly)
+    inside the 512 px window its name gives, clipped to it, with the expert triplets between kept boxes.
+
+    Returns the graphs and warnings (patch names that do not parse, scenes STAR does not have, patches with
+    no object); STAR's own skipped entries are among the warnings, named by file and shape / line."""
+    windows: dict[str, list[tuple[str, int, int, int]]] = {}
+    warnings: list[str] = []
+    bad = [n for n in patch_names if not PATCH_NAME.match(Path(n).name)]
+    if bad:
+        warnings.append(f"{len(bad)} image names are not FIT-RS patch names <scene>__<size>__<left>___<top> "
+                        f"(e.g. {bad[0]!r}): no ground-truth graph")
+    for n in patch_names:
+        if m := PATCH_NAME.match(Path(n).name):
+            windows.setdefault(m["stem"], []).append((n, int(m["size"]), int(m["left"]), int(m["top"])))
+    scenes, skipped = star_scenes(path, split)
+    warnings += [str(e) for e in skipped]
+    graphs: dict[str, ImageSceneGraph] = {}
+    empty = 0
+    for sc in scenes:
+        for name, size, left, top in windows.pop(Path(sc.name).stem, []):
+            kept, index = [], {}
+            for i, b in enumerate(sc.boxes):
+                if (cut := _in_window(b, left, top, size)) is not None:
+                    index[i] = len(kept)
+                    kept.append(cut)
+            if not kept:
+                empty += 1
+                continue
+            rels = [(index[s], r, index[o]) for s, r, o in sc.relations if s in index and o in index]
+            graphs[name] = graph_from_boxes(kept, size, size, None, rels, spatial)
+    if windows:
+        warnings.append(f"{sum(map(len, windows.values()))} patches of {len(windows)} scenes STAR does not have "
+                        f"(e.g. scene {next(iter(windows))!r}): no ground-truth graph")
+    if empty:
+        warnings.append(f"{empty} patches hold no STAR object: no ground-truth graph")
+    return graphs, warnings
