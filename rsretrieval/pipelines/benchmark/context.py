@@ -45,6 +45,7 @@ class RunContext:
     skipped: list[tuple[Cell, str]] = field(default_factory=list)  # planned cells that produced no row, and why
     graph_scoring: Any = None  # GraphScoring: node embedder and similarity modules, built on first use
     memory: Any = None  # DriverMemory: the driver's peak memory per step (driver_memory.csv)
+    spill: Any = None  # ArrowSpill: tables kept for the whole run, memory-mapped (None: kept in the heap)
 
     @property
     def per_query_dir(self) -> Path:
@@ -61,6 +62,15 @@ class RunContext:
         """End of a step: its driver memory peaks (when traced)."""
         if self.memory is not None:
             self.memory.mark(step)
+
+    def keep(self, table: Any, name: str) -> Any:
+        """A table the run keeps to its end, memory-mapped when the run spills (file-backed pages, not heap)."""
+        return table if self.spill is None or table is None else self.spill.map(table, name)
+
+    def keep_dataset(self, ds: RSDataset) -> RSDataset:
+        """``ds`` with its images, captions and graphs tables kept as :meth:`keep` keeps tables."""
+        return RSDataset(ds.name, self.keep(ds.images, f"{ds.name}-images"), self.keep(ds.captions, f"{ds.name}-captions"),
+                         self.keep(ds.graphs, f"{ds.name}-graphs"), ds.report)
 
     def skip(self, cell: Cell, reason: str) -> None:
         log.info("%s/%s/%s/%s: not scored (%s)", cell.dataset, cell.variant, cell.backbone, cell.mode, reason)

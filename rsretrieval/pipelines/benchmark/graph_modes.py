@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,12 @@ class DatasetGraphs:
     notes: list[str] = field(default_factory=list)
     stats: list[dict[str, Any]] = field(default_factory=list)  # GCR (A.2.3) and sizes per graph set
     generated_label: str = ""  # source label of the generated image graphs ('simulated-vlm' or the model)
+
+    def keep(self, keep: Callable[[Any, str], Any], dataset: str) -> None:
+        """The graph tables as ``keep`` keeps a run's tables (memory-mapped, see RunContext.keep)."""
+        if self.captions is not None:
+            self.captions = GraphTable(keep(self.captions.table, f"{dataset}-query_graphs"))
+        self.images = {s: GraphTable(keep(t.table, f"{dataset}-image_graphs-{s}")) for s, t in self.images.items()}
 
 
 def graph_set_stats(dataset: str, name: str, graphs: list[Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from rsretrieval.pipelines.benchmark.steps import (prepare_dataset, prepare_data
                                                    write_models)
 from rsretrieval.pipelines.benchmark.trust import add_trust_columns, trust_metrics
 from rsretrieval.pipelines.benchmark.vectors import embed_backbone, score_vector_cell
+from rsretrieval.pipelines.runtime.arrow_spill import ArrowSpill
 from rsretrieval.pipelines.runtime.driver_memory import DriverMemory
 from rsretrieval.pipelines.runtime.object_storage import RunStorage
 from rsretrieval.pipelines.runtime.preflight import preflight
@@ -66,8 +67,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> BenchmarkResult:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(declared.model_dump(mode="json"), sort_keys=False))
     init_ray(cfg.ray, lazy_local=True)  # a local instance starts when a stage first needs Ray
     try:
-        with mlflow_run(cfg) as tracker, DriverMemory(path=run_dir / "driver_memory.csv") as memory:
-            ctx = RunContext(cfg, tracker, run_dir, memory=memory)
+        with mlflow_run(cfg) as tracker, DriverMemory(path=run_dir / "driver_memory.csv") as memory, \
+                ArrowSpill() as spill:
+            ctx = RunContext(cfg, tracker, run_dir, memory=memory, spill=spill)
             ctx.mark("setup")
             execute(ctx, plan, storage.after_step if storage.cache else None)
             result = finish(ctx, t_start)

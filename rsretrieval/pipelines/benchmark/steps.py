@@ -24,7 +24,7 @@ def prepare_dataset(ctx: RunContext, dcfg: DatasetConfig) -> DatasetState:
     """Read the split, drop undecodable and leaked items, add generated captions, run the requested
     generation tasks, and compute (or load) its crops and text scenes."""
     cfg, tracker, notes = ctx.cfg, ctx.tracker, ctx.footnotes
-    full = load_dataset(dcfg, cfg.cache_dir)
+    full = ctx.keep_dataset(load_dataset(dcfg, cfg.cache_dir))  # memory-mapped: no per-row data in the driver's heap
     if full.report is not None and full.report.skipped:  # web-scale formats leave bad samples out, counted
         tracker.log_metrics({f"data.{dcfg.name}.skipped_entries": len(full.report.skipped)})
         tracker.log_artifact(full.report.write_skipped(ctx.run_dir, dcfg.name))
@@ -58,11 +58,14 @@ def prepare_dataset(ctx: RunContext, dcfg: DatasetConfig) -> DatasetState:
 
         notes.append(f"{dcfg.name}: {FIT_RS_NOTE}")
     ds, gen_rows, gen_notes = add_generated_captions(cfg, ds)
+    ds = ctx.keep_dataset(ds)
     ctx.texts[ds.name] = ds.captions.select(["caption_id", "text"])  # Arrow: no Python string per caption
     ctx.fingerprints[ds.name] = ds.fingerprint()
     task_rows, task_notes = run_requested_tasks(cfg, ds)
     state = DatasetState(dcfg, full, ds)
-    state.scenes = prepare_scenes(cfg, ds, ctx.ledger)
+    state.scenes = scenes = prepare_scenes(cfg, ds, ctx.ledger)
+    scenes.image = {m: ctx.keep(t, f"{ds.name}-image_scenes-{m}") for m, t in scenes.image.items()}
+    scenes.text = ctx.keep(scenes.text, f"{ds.name}-text_scenes")
     ctx.generation += gen_rows + task_rows + state.scenes.generation
     notes += gen_notes + task_notes + scene_notes(cfg, state.scenes)
     return state
@@ -74,6 +77,7 @@ def prepare_dataset_graphs(ctx: RunContext, state: DatasetState) -> None:
 
     cfg, ds = ctx.cfg, state.ds
     graphs = state.graphs = prepare_graphs(cfg, ds)
+    graphs.keep(ctx.keep, ds.name)
     ctx.generation += graphs.generation
     add_generation(ctx.ledger, graphs.generation, graphs.generated_label)
     if "oracle" in graphs.images:
