@@ -32,6 +32,7 @@ from collections import Counter
 import numpy as np
 
 from rsretrieval.data.synthrs_scenes import AREA_KINDS, SceneObject2D, SceneSpec, region_masks
+from rsretrieval.graphs.from_boxes import compass_relation
 from rsretrieval.graphs.schema import SCENE_NODE_ID, ImageSceneGraph, Relation, SceneObject
 
 SCENE_NAMES = {"airport": "Airport", "industrial": "Industrial Area", "port": "Port", "residential": "Residential Area",
@@ -135,16 +136,7 @@ def _relation(a: _Node, b: _Node, size: int, masks: dict[str, np.ndarray]) -> st
         return "surrounded_by"
     if a.objs and b.objs and _box_gap(a.boxes, b.boxes) <= 6 and a_kind != "road" and b_kind != "road":
         return "adjacent_to"
-    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a.box, b.box
-    if ay1 <= by0:
-        return "north_of"
-    if ay0 >= by1:
-        return "south_of"
-    if ax1 <= bx0:
-        return "west_of"
-    if ax0 >= bx1:
-        return "east_of"
-    return None
+    return compass_relation(a.box, b.box)
 
 
 def _position(n: _Node, size: int) -> str:

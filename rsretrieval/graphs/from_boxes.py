@@ -112,8 +112,13 @@ def spatial_relation(a: np.ndarray, b: np.ndarray, side: float) -> str | None:
         return "on"
     if _gap(a, b) <= ADJACENT_GAP_FRAC * side:
         return "adjacent_to"
-    (ax0, ay0), (ax1, ay1) = a[:, :2].min(0), a[:, 2:].max(0)
-    (bx0, by0), (bx1, by1) = b[:, :2].min(0), b[:, 2:].max(0)
+    return compass_relation((*a[:, :2].min(0), *a[:, 2:].max(0)), (*b[:, :2].min(0), *b[:, 2:].max(0)))
+
+
+def compass_relation(a: Sequence[float], b: Sequence[float]) -> str | None:
+    """``north_of`` / ``south_of`` / ``west_of`` / ``east_of`` when box ``a`` (x0, y0, x1, y1; y grows
+    southwards) lies wholly on that side of box ``b``, else None (synthrs' rule too)."""
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a, b
     if ay1 <= by0:
         return "north_of"
     if ay0 >= by1:
