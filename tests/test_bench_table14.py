@@ -24,13 +24,13 @@ def test_table14_rows_name_the_device_and_compare_only_like_for_like(capsys) -> 
 
 
 def test_table14_repeats_each_method_after_one_warm_up() -> None:
-    from rsretrieval.benchmarks.table14 import _timings, bench
+    from rsretrieval.benchmarks.table14 import repeated_timings, bench
 
     calls = []
-    times = _timings(lambda: calls.append(1), "cpu", 4)
+    times = repeated_timings(lambda: calls.append(1), "cpu", 4)
     assert len(times) == 4 and len(calls) == 5  # 4 timed + 1 warm-up
     with pytest.raises(ValueError, match="repeats must be >= 1"):
-        _timings(lambda: None, "cpu", 0)
+        repeated_timings(lambda: None, "cpu", 0)
     rows = bench(30, 10, dim=16, node_dim=8, q_nodes=3, d_nodes=4, device="cpu", repeats=3)
     assert [r["repeats"] for r in rows] == [3, 3, 3]
     assert all(r["seconds_min"] <= r["seconds"] and r["seconds_sd"] >= 0 for r in rows)

@@ -11,7 +11,7 @@ import pytest
 
 from rsretrieval.config import DatasetConfig, FitRSOptions
 from rsretrieval.data.errors import DatasetFormatError, DatasetNotFoundError
-from rsretrieval.data.fit_rs import FIT_RS_NOTE, _hold_out, add_scene_graphs, read_fit_rs
+from rsretrieval.data.fit_rs import FIT_RS_NOTE, hold_out, add_scene_graphs, read_fit_rs
 from rsretrieval.graphs.schema import ImageSceneGraph, Relation, SceneObject
 
 FIX = Path(__file__).parent / "data" / "fit_rs"
@@ -69,9 +69,9 @@ def test_bad_records_are_skipped_named_and_counted(ds) -> None:
 
 def test_val_hold_out_is_seeded_and_order_free() -> None:
     names = [f"{i:04d}.png" for i in range(5928)]
-    val = _hold_out(names, 0.2, 0)
+    val = hold_out(names, 0.2, 0)
     assert len(val) == 1185  # the thesis' 4,743 / 1,185
-    assert _hold_out(list(reversed(names)), 0.2, 0) == val and _hold_out(names, 0.2, 1) != val
+    assert hold_out(list(reversed(names)), 0.2, 0) == val and hold_out(names, 0.2, 1) != val
     assert "val" not in set(_read(val_fraction=0).images["split"].to_pylist())
 
 

@@ -34,7 +34,7 @@ def _device_name(device: str) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
-def _timings(fn: Callable[[], Any], device: str, repeats: int) -> list[float]:
+def repeated_timings(fn: Callable[[], Any], device: str, repeats: int) -> list[float]:
     """Seconds of ``repeats`` calls of ``fn`` after one untimed warm-up (allocator, BLAS threads, CUDA kernels)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -98,9 +98,9 @@ def bench(n_queries: int = 5345, n_images: int = 1069, dim: int = 512, node_dim:
         with torch.no_grad():
             gmn.score_matrix(qg_d, dg_d, sim, gmn_cfg.chunk_size)
 
-    ours = {"cosine (V2V)": _timings(blocks(cosine, 1024), device, repeats),
-            "S2S (Q-MAM)": _timings(blocks(qmam, 512), device, repeats),
-            "GMN (VG2VG)": _timings(run_gmn, device, repeats)}
+    ours = {"cosine (V2V)": repeated_timings(blocks(cosine, 1024), device, repeats),
+            "S2S (Q-MAM)": repeated_timings(blocks(qmam, 512), device, repeats),
+            "GMN (VG2VG)": repeated_timings(run_gmn, device, repeats)}
     return table14_rows(ours, n_queries, n_images, _device_name(device))
 
 

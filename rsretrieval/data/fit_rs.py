@@ -69,7 +69,7 @@ class CaptionSelector:
         return any(p.search(text) for p in self.include) and not any(p.search(text) for p in self.exclude)
 
 
-def _verify(annotations: Path, image_root: Path,
+def verify_files(annotations: Path, image_root: Path,
             options: FitRSOptions | None = None) -> tuple[list[tuple[Path, str]], Path]:
     """The (file, split) pairs and the image folder; a missing one raises, saying what to download where."""
     options = options or FitRSOptions()
@@ -184,7 +184,7 @@ def read_split_file(path: Path, skipped: list[SkippedEntry]) -> dict[str, str]:
     return splits
 
 
-def _hold_out(names: list[str], fraction: float, seed: int) -> set[str]:
+def hold_out(names: list[str], fraction: float, seed: int) -> set[str]:
     """floor(fraction * n) of the names, a seeded sample that does not depend on their order."""
     return set(random.Random(seed).sample(sorted(names), math.floor(fraction * len(names))))
 
@@ -206,7 +206,7 @@ def _assign_splits(images: dict[str, dict[str, Any]], options: FitRSOptions, ski
                                                   if absent > 0 else ""))
         return
     train = [name for name, info in images.items() if info["split"] == "train"]
-    val = _hold_out(train, options.val_fraction, options.val_seed)
+    val = hold_out(train, options.val_fraction, options.val_seed)
     for name in val:
         images[name]["split"] = "val"
     if val:
@@ -223,7 +223,7 @@ def read_fit_rs(
 ) -> RSDataset:
     """Read the caption answers of FIT-RS train (and test) files into the common tables (all splits)."""
     options = options or FitRSOptions()
-    files, root = _verify(annotations, image_root, options)
+    files, root = verify_files(annotations, image_root, options)
     is_caption = CaptionSelector(options)
     skipped: list[SkippedEntry] = []
     warnings = [FIT_RS_NOTE]

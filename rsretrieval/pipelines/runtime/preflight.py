@@ -50,7 +50,7 @@ def verify_dataset_paths(d: DatasetConfig) -> None:
 
             find_tables(annotations, image_root)
         elif d.format == "fit_rs":  # also the test, split and scene-graph files of its options
-            from rsretrieval.data.fit_rs import _verify as verify_fit_rs
+            from rsretrieval.data.fit_rs import verify_files as verify_fit_rs
 
             verify_fit_rs(annotations, image_root, d.fit_rs)
         else:
