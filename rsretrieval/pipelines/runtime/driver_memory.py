@@ -10,6 +10,7 @@ or share them and they do not count there).
 from __future__ import annotations
 
 import csv
+import functools
 import threading
 import time
 from pathlib import Path
@@ -26,16 +27,23 @@ def release_free_heap() -> bool:
     A step's transient per-row objects (parsed answers, id lists) leave glibc's heap holding freed
     pages that no later step of the driver reuses, while Ray's workers on the same node could; on
     other C libraries this is a no-op. Returns whether anything was trimmed."""
-    import ctypes
-    import ctypes.util
     import gc
 
     gc.collect()
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, looked up once (``find_library`` runs ``ldconfig``), or None elsewhere."""
+    import ctypes
+    import ctypes.util
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        return False
+        return None
 
 
 def _reading(proc: Any) -> tuple[int, int]:
