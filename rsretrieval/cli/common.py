@@ -30,8 +30,8 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
 def load_user_config(path: Path | None, overrides: list[str], allow_uris: bool = False) -> Any:
     """``load_config``, its file and syntax errors raised as ConfigError (a user error, exit 2).
 
-    Only the benchmark mirrors an ``s3://`` / ``gs://`` ``output_dir`` or ``cache_dir`` (``allow_uris``);
-    the other jobs would write under a local folder named like the URI, so they refuse it."""
+    Only the benchmark and the sweep mirror an ``s3://`` / ``gs://`` ``output_dir`` or ``cache_dir``
+    (``allow_uris``); the other jobs would write under a local folder named like the URI, so they refuse it."""
     import yaml
     from pydantic import ValidationError
 
@@ -47,7 +47,7 @@ def load_user_config(path: Path | None, overrides: list[str], allow_uris: bool =
         raise ConfigError(f"config {path or '(embedded default)'}: {e}") from e
     remote = [f"{k}={getattr(cfg, k)}" for k in ("output_dir", "cache_dir") if is_uri(getattr(cfg, k))]
     if remote and not allow_uris:
-        raise ConfigError(f"{', '.join(remote)}: object storage is supported by `rsretrieval benchmark` only, so far; "
+        raise ConfigError(f"{', '.join(remote)}: object storage is supported by `rsretrieval benchmark` and `sweep` only, so far; "
                           "give this job local (or shared POSIX) folders")
     return cfg
 

@@ -126,17 +126,21 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
 def sweep_cmd(args: argparse.Namespace) -> Any:
     """Run (or resume) the sweep; prints the best trial. Returns the SweepResult."""
     from rsretrieval.pipelines.jobs.sweep import run_sweep
+    from rsretrieval.pipelines.runtime.object_storage import verify_storage
     from rsretrieval.training.search_space import load_space
 
     basic_logging()
     output_dir = [f"output_dir={args.output_dir}"] if args.output_dir else []
-    cfg = load_user_config(args.config, list(args.overrides) + output_dir)
+    cfg = load_user_config(args.config, list(args.overrides) + output_dir, allow_uris=True)
+    verify_storage(cfg)  # a bucket that is not there fails now, not after the training graphs are built
     space = load_space(args.space, cfg)
     res = run_sweep(cfg, space, args.name or args.space.stem, args.graphs, args.embeddings, args.num_samples,
                     args.max_concurrent)
     print(f"sweep: {res.n_trials} trials in {res.seconds:.0f} s{' (resumed)' if res.restored else ''}; best "
           f"{space.metric} = {res.best_metric:.2f} with {res.best_values}")
     print(f"best config: {res.best_config}\ntrials: {res.trials_csv}")
+    if res.location != str(res.sweep_dir):
+        print(f"uploaded to {res.location}")
     return res
 
 

@@ -40,6 +40,7 @@ class SweepResult:
     n_trials: int
     seconds: float
     restored: bool
+    location: str  # sweep_dir, or its URI when output_dir is object storage
 
 
 def tune_domains(space: SearchSpace) -> dict[str, Any]:
@@ -116,21 +117,32 @@ def run_sweep(cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str |
     from ray import tune
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+    from rsretrieval.pipelines.runtime.object_storage import RunStorage
     from rsretrieval.pipelines.runtime.ray_session import init_ray
     from rsretrieval.pipelines.runtime.tracking import tracking_uri
+    from rsretrieval.pipelines.stages.train_graphs import storage_args
+    from rsretrieval.storage import RemoteFolder, is_uri, join_uri
 
     t0 = time.perf_counter()
+    store = RunStorage(cfg)  # URI output_dir / cache_dir: local mirrors, synchronised around the sweep
+    store.pull()
+    base = cfg.model_dump(mode="json")  # best_config.yaml keeps the URIs
+    cfg = store.local_config()
     init_ray(cfg.ray)
     data, source, _ = sweep_data(cfg, source)
-    base = cfg.model_dump(mode="json")
-    trainable = tune.with_resources(tune.with_parameters(_trial, data=data, base=base, embeddings=embeddings),
-                                    {"cpu": cfg.graph_matching.train.cpus_per_worker or 1})
-    storage = (Path(cfg.output_dir) / "sweeps").resolve()
-    path = storage / name
-    restored = tune.Tuner.can_restore(str(path))
+    trainable = tune.with_parameters(_trial, data=data, base=base, embeddings=embeddings)
+    trainable = tune.with_resources(trainable, {"cpu": cfg.graph_matching.train.cpus_per_worker or 1})
+    # Tune's experiment state goes straight to <output_dir>/sweeps (a bucket too: every node must see it)
+    remote = is_uri(cfg.output_dir)
+    storage = storage_args(join_uri(str(cfg.output_dir), "sweeps") if remote
+                           else (Path(cfg.output_dir) / "sweeps").resolve())
+    experiment, filesystem = f"{storage['storage_path']}/{name}", storage.get("storage_filesystem")
+    path = (cfg.local_output_dir / "sweeps" / name).resolve()  # trials.csv and best_config.yaml (uploaded when remote)
+    restored = tune.Tuner.can_restore(experiment, storage_filesystem=filesystem)
     if restored:
-        log.info("sweep %s: resuming from %s (finished trials are kept)", name, path)
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        log.info("sweep %s: resuming from %s (finished trials are kept)", name, experiment)
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True,
+                                   storage_filesystem=filesystem)
     else:
         callbacks = [MLflowLoggerCallback(tracking_uri(cfg), experiment_name=f"{cfg.mlflow.experiment}-sweep",
                                           tags={"sweep": name, "graphs": source, "embeddings": embeddings})] \
@@ -140,13 +152,14 @@ def run_sweep(cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str |
             tune_config=tune.TuneConfig(metric=space.metric, mode="max", num_samples=num_samples or space.num_samples,
                                         scheduler=tune_scheduler(space, cfg.graph_matching.train.epochs),
                                         max_concurrent_trials=max_concurrent),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=callbacks,
+            run_config=tune.RunConfig(name=name, callbacks=callbacks, **storage,
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     grid = tuner.fit()
     if grid.num_errors:
         log.warning("sweep %s: %d trials failed: %s", name, grid.num_errors, [str(e)[:200] for e in grid.errors])
     best = grid.get_best_result(metric=space.metric, mode="max", scope="all")
     best_cfg = apply_overrides(base, best.config)
+    path.mkdir(parents=True, exist_ok=True)
     best_path = path / "best_config.yaml"
     best_path.write_text(f"# best trial of sweep {name} ({space.metric} = {best.metrics[space.metric]:.2f}, graphs: "
                          f"{source}, embeddings: {embeddings}); values: {best.config}\n"
@@ -159,5 +172,10 @@ def run_sweep(cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str |
         on="trial_id")
     trials = path / "trials.csv"
     table.to_csv(trials, index=False)
+    location = join_uri(str(cfg.output_dir), "sweeps", name) if remote else str(path)
+    if remote:
+        RemoteFolder(location).push(path)
+    store.push_cache()
+    store.push_outputs()  # mlflow.db
     return SweepResult(path, best_path, trials, dict(best.config), float(best.metrics[space.metric]), len(grid),
-                       time.perf_counter() - t0, restored)
+                       time.perf_counter() - t0, restored, location)

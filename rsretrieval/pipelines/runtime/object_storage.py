@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rsretrieval._lazy import lazy_import
 from rsretrieval.config import BenchmarkConfig
 from rsretrieval.config.base import local_folder
 from rsretrieval.storage import RemoteFolder, StorageError, TIMEOUT_ENV, is_uri, join_uri
@@ -45,6 +46,8 @@ def verify_storage(cfg: BenchmarkConfig) -> None:
     ``$RSR_STORAGE_TIMEOUT``, default 10 s); raises :class:`~rsretrieval.storage.StorageError` naming the
     setting and the URI."""
     timeout = float(os.environ.get(TIMEOUT_ENV, 0) or PREFLIGHT_TIMEOUT_S)
+    if cfg.mlflow.enabled and str(cfg.output_dir).startswith(("gs://", "gcs://")):
+        lazy_import("google.cloud.storage")  # MLflow writes its artifacts to the bucket with Google's client
     for setting, uri in storage_uris(cfg):
         try:
             RemoteFolder(uri, timeout=timeout).check()
