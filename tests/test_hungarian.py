@@ -50,8 +50,8 @@ def test_matches_brute_force_on_tiny_graphs(normalise: str, greedy: bool | None)
 @pytest.mark.parametrize("normalise", ["matched", "query"])
 @pytest.mark.parametrize("min1,greedy", [(True, None), (True, True), (False, False), (False, True)])
 def test_shortlist_path_matches_brute_force(normalise: str, min1: bool, greedy: bool | None) -> None:
-    """A shortlist of few documents per query takes the padded per-query path (one block per query, not one
-    per document size): with every shortcut setting it gives the brute-force optimum of every pair."""
+    """A shortlist of few documents per query takes the batched path (queries of one size side by side, the
+    shortcuts as segment reductions): with every shortcut setting it gives the brute-force optimum of every pair."""
     rng = np.random.default_rng(7)
     qs = _graphs(rng, [n for n in range(1, 7) for _ in range(4)], 4)
     ds = _graphs(rng, [n for n in range(1, 7) for _ in range(6)], 4)
@@ -64,6 +64,25 @@ def test_shortlist_path_matches_brute_force(normalise: str, min1: bool, greedy: 
     stats = scorer.last_stats
     assert stats["pairs_min1"] + stats["pairs_greedy"] + stats["pairs_lsa"] == len(pairs)
     assert (stats["pairs_min1"] > 0) == min1 and (stats["pairs_greedy"] > 0) == bool(greedy or greedy is None)
+
+
+def test_shortlist_batches_and_ties_match_the_per_pair_reference() -> None:
+    """Many queries (several batches per query size) with repeated node vectors, so argmaxes tie: the
+    shortcuts must leave tied pairs to the assignment; every score equals the per-pair float64 reference."""
+    rng = np.random.default_rng(3)
+    base = _graphs(rng, [3] * 40, 8)
+    qs = [np.concatenate([g, g[:1]]) if i % 3 == 0 else g for i, g in  # a node repeated: ties
+          enumerate(_graphs(rng, rng.integers(1, 9, 320).tolist(), 8))]
+    ds = [np.concatenate([base[i % 40], g]) for i, g in enumerate(_graphs(rng, rng.integers(1, 12, 200).tolist(), 8))]
+    ds += [q.copy() for q in qs[:40]]  # exact copies of queries: several equal maxima per row
+    pairs = np.stack([np.repeat(np.arange(len(qs)), 10),
+                      np.concatenate([rng.choice(len(ds), 10, replace=False) for _ in qs])], 1)
+    pairs[np.arange(40) * 10, 1] = np.arange(200, 240)  # query i < 40 meets its own copy
+    want = np.array([hungarian_pair(qs[a], ds[b]) for a, b in pairs])
+    scorer = _scorer()
+    got = scorer.score(PackedVectors.from_lists(qs), PackedVectors.from_lists(ds), shortlist=pairs)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert scorer.last_stats["pairs_greedy"] > 0 and scorer.last_stats["pairs_lsa"] > 0
 
 
 def _random_case(seed: int = 1) -> tuple[list[np.ndarray], list[np.ndarray], PackedVectors, PackedVectors]:

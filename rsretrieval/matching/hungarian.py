@@ -13,6 +13,9 @@ The assignment is the unavoidable per-pair part; everything else is batched:
   best document node is distinct (or, for N_q > N_d, every document node's best query node),
   the sum of those maxima is an upper bound that is attained, so it is the optimum (checking costs
   a pass over S, so by default it is tried only where distinct argmaxes are not unlikely);
+- a shortlist (k documents per query, the rerank path) is scored in batches of equal-size queries: one
+  gather of the documents' node rows, one stacked GEMM, and the shortcuts as segment reductions over all
+  pairs of the batch; only the remaining assignments are a loop over pairs;
 - blocks run in a spawn-context process pool (numpy only in workers, no torch, no fork).
 """
 
@@ -83,64 +86,98 @@ class _Docs:
 
 
 
-def _score_shortlist(qv: np.ndarray, nq: int, docs: _Docs, sel: np.ndarray, normalise: str,
-                     shortcuts: tuple[bool, bool | None], stats: np.ndarray) -> np.ndarray:
-    """One query (``nq`` nodes) vs the documents at sorted positions ``sel``: the shortcuts and assignments
-    of :func:`_score_block`, on the query's (nq, documents, largest size) similarity block padded with -inf,
-    in a few array operations instead of one pass per document size (a shortlist has ~20 sizes in k = 100
-    documents, and those passes cost more than the assignments)."""
+def _score_shortlists(items: list[Item], docs: _Docs, normalise: str, shortcuts: tuple[bool, bool | None],
+                      stats: np.ndarray, max_rows: int = 2048) -> list[np.ndarray]:
+    """Scores of many queries' shortlists (``items``: (query rows, N_q, sorted document positions)), in batches
+    of queries of equal N_q whose shortlisted documents have at most ``max_rows`` node rows in all.
+
+    Per query, per-document numpy calls cost more than the assignments at k = 10 (a shortlist of 10 small
+    graphs is ~100 similarities per pair); so a batch is one gather and one batched GEMM, and the exact
+    shortcuts are segment reductions over all its pairs at once: only the assignments stay per pair."""
+    nqs = np.array([nq for _, nq, _ in items], np.int64)
+    outs: list[np.ndarray] = [np.empty(0, np.float32)] * len(items)
+    for nq in np.unique(nqs).tolist():
+        batch: list[int] = []
+        rows = 0
+        for i in np.flatnonzero(nqs == nq).tolist():
+            r = int(docs.sizes[items[i][2]].sum())
+            if batch and rows + r > max_rows:
+                _score_same_size(items, batch, nq, docs, normalise, shortcuts, stats, outs)
+                batch, rows = [], 0
+            batch.append(i)
+            rows += r
+        _score_same_size(items, batch, nq, docs, normalise, shortcuts, stats, outs)
+    return outs
+
+
+def _score_same_size(items: list[Item], batch: list[int], nq: int, docs: _Docs, normalise: str,
+                     shortcuts: tuple[bool, bool | None], stats: np.ndarray, outs: list[np.ndarray]) -> None:
+    """``items[batch]`` (all with ``nq`` nodes) into ``outs``. Layout: query g's documents side by side in row g
+    of S (G, nq, L), padded to the longest row with -inf; pair p holds columns [start_p, start_p + size_p)."""
     t0 = time.perf_counter()
-    sizes = docs.sizes[sel]
-    k, m = len(sel), int(sizes.max())
-    valid = np.arange(m)[None, :] < sizes[:, None]  # (k, m)
-    rows = (docs.starts[sel][:, None] + np.arange(m)[None, :])[valid]  # every document row, in order
-    s = np.full((nq, k, m), -np.inf, np.float32)
-    s[:, valid] = qv @ docs.mat[rows].T
+    sels = [items[i][2] for i in batch]
+    ks = np.array([len(x) for x in sels], np.int64)
+    sel = np.concatenate(sels)
+    sizes = docs.sizes[sel].astype(np.int64)
+    n_g, n_p = len(batch), len(sel)
+    pair_query = np.repeat(np.arange(n_g), ks)
+    first_pair = np.concatenate([[0], np.cumsum(ks)[:-1]])
+    col_end = np.cumsum(sizes)
+    query_base = (col_end - sizes)[first_pair]  # columns before each query's first document
+    col0 = col_end - sizes - query_base[pair_query]  # first column of each pair inside its query's row
+    width = int((col0 + sizes).max())
+    total_cols = int(col_end[-1])
+    within = np.arange(total_cols) - np.repeat(col_end - sizes, sizes)  # node index inside its document
+    flat = np.repeat(pair_query * width + col0, sizes) + within  # position of each document row in the (G, L) grid
+    gather = np.zeros(n_g * width, np.int64)  # padding gathers row 0, then becomes -inf
+    gather[flat] = np.repeat(docs.starts[sel], sizes) + within
+    qv = np.stack([items[i][0] for i in batch])  # (G, nq, D)
+    s = np.matmul(qv, docs.mat[gather].reshape(n_g, width, -1).transpose(0, 2, 1))  # (G, nq, L)
+    valid = np.zeros(n_g * width, bool)
+    valid[flat] = True
+    sf = np.ascontiguousarray(s.transpose(1, 0, 2)).reshape(nq, n_g * width)  # (nq, G * L): pairs are segments
+    sf[:, ~valid] = -np.inf
     t1 = time.perf_counter()
     stats[0] += t1 - t0
+
+    starts = pair_query * width + col0  # ascending; a query's last segment also spans its padding (-inf)
     n = np.minimum(nq, sizes)
-    denom = (n if normalise == "matched" else np.full(k, nq)).astype(np.float32)
-    out = np.empty(k, np.float32)
-    todo = np.ones(k, bool)
-    if shortcuts[0]:  # one pair to match: the assignment is the max of S
-        one = n == 1
-        out[one] = s[:, one, :].max(axis=(0, 2)) / denom[one]
-        todo &= ~one
-        stats[3] += int(one.sum())
+    denom = (n if normalise == "matched" else np.full(n_p, nq)).astype(np.float64)
+    wide = sizes >= nq
+    # The sum of the smaller side's best similarities bounds the optimum; it is attained when the maxima of
+    # different nodes never share a partner (every tied maximum counted), so any choice of them is one-to-one.
+    # wide pairs (nq <= size): best document node per query node
+    seg_max = np.maximum.reduceat(sf, starts, axis=1)  # (nq, P)
+    hit = sf == np.repeat(seg_max, np.diff(np.append(starts, sf.shape[1])), axis=1)
+    distinct_wide = np.maximum.reduceat(hit.sum(axis=0), starts) <= 1
+    total_wide = seg_max.sum(axis=0, dtype=np.float64)
+    # tall pairs: best query node per document node
+    col_max = sf.max(axis=0)
+    hit_t = (sf == col_max) & valid
+    distinct_tall = (np.add.reduceat(hit_t, starts, axis=1) <= 1).all(axis=0)
+    total_tall = np.add.reduceat(np.where(valid, col_max, 0.0), starts).astype(np.float64)
+    out = np.where(wide, total_wide, total_tall) / denom
+    one = (n == 1) & shortcuts[0]  # one pair to match: the max of S, ties or not
     if shortcuts[1] is None:
         uniq, inverse = np.unique(sizes, return_inverse=True)
         greedy = np.array([_greedy_pays(nq, int(z)) for z in uniq], bool)[inverse]
     else:
-        greedy = np.full(k, bool(shortcuts[1]))
-    for wide in (True, False):  # nq <= size: best document node per query node; else best query node per document node
-        g = todo & greedy & (n > 1) & ((sizes >= nq) if wide else (sizes < nq))
-        if not g.any():
-            continue
-        v = s[:, g, :]  # (nq, G, m)
-        if wide:
-            best = v.argmax(axis=2)  # (nq, G); padding is -inf, never the best
-            total = v.max(axis=2).sum(axis=0)
-            best.sort(axis=0)
-            distinct = (np.diff(best, axis=0) != 0).all(axis=0)
-        else:
-            ok = valid[g]  # (G, m)
-            best = np.where(ok, v.argmax(axis=0), -1 - np.arange(m))  # padding columns: distinct sentinels
-            total = np.where(ok, v.max(axis=0), 0).sum(axis=1)
-            best.sort(axis=1)
-            distinct = (np.diff(best, axis=1) != 0).all(axis=1)
-        idx = np.flatnonzero(g)
-        out[idx] = total / denom[idx]
-        todo[idx[distinct]] = False
-        stats[4] += int(distinct.sum())
+        greedy = np.full(n_p, bool(shortcuts[1]))
+    shortcut = ~one & greedy & (n > 1) & np.where(wide, distinct_wide, distinct_tall)
+    stats[3] += int(one.sum())
+    stats[4] += int(shortcut.sum())
     t2 = time.perf_counter()
     stats[1] += t2 - t1
-    for j in np.flatnonzero(todo):
-        block = np.ascontiguousarray(s[:, j, : sizes[j]])
-        r, c = linear_sum_assignment(block, maximize=True)
-        out[j] = block[r, c].sum(dtype=np.float64) / denom[j]
-    stats[5] += int(todo.sum())
+
+    for p in np.flatnonzero(~(one | shortcut)).tolist():
+        c = int(col0[p])
+        block = s[pair_query[p], :, c : c + sizes[p]]
+        r, cols = linear_sum_assignment(block, maximize=True)
+        out[p] = block[r, cols].sum(dtype=np.float64) / denom[p]
+        stats[5] += 1
     stats[2] += time.perf_counter() - t2
-    return out
+    for i, part in zip(batch, np.split(out.astype(np.float32), np.cumsum(ks)[:-1])):
+        outs[i] = part
 
 
 @functools.lru_cache(maxsize=65536)
@@ -217,13 +254,19 @@ def _init_worker(mat: np.ndarray, sizes: np.ndarray, normalise: str, shortcuts: 
 def _run_task(items: list[Item], state: dict[str, Any] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """Score a list of items; ``sel`` None = all documents (a block of queries), else a shortlist."""
     st = _STATE if state is None else state
-    docs, stats, outs = st["docs"], np.zeros(len(STAT_KEYS)), []
-    for qv, nq, sel in items:
+    docs, stats = st["docs"], np.zeros(len(STAT_KEYS))
+    outs: list[np.ndarray] = [np.empty(0, np.float32)] * len(items)
+    short = []
+    for i, (qv, nq, sel) in enumerate(items):
         if sel is None or 2 * len(sel) > len(docs.sizes):  # most documents: the shared matrix, no gather
             out = _score_block(qv, nq, docs, st["groups"], st["normalise"], st["shortcuts"], stats)
-            outs.append(out if sel is None else out[0, sel])
+            outs[i] = out if sel is None else out[0, sel]
         else:
-            outs.append(_score_shortlist(qv, nq, docs, sel, st["normalise"], st["shortcuts"], stats))
+            short.append(i)
+    if short:
+        scored = _score_shortlists([items[i] for i in short], docs, st["normalise"], st["shortcuts"], stats)
+        for i, out in zip(short, scored):
+            outs[i] = out
     return outs, stats
 
 
