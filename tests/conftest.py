@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +76,55 @@ TINY_STORAGE_CONFIG = {
     "modes": ["v2v"], "embed": {"batch_size": 32, "concurrency": 1},
     "graph_matching": {"train": {"enabled": False}}, "report": {"enabled": False}, "eval": {"bootstrap_resamples": 50},
 }
+
+
+def tiny_ray_train_fit(storage_uri: str, run_name: str) -> set[str]:
+    """One epoch of a GAT matcher on 64 synthetic pairs through Ray Train, its storage at ``storage_uri``
+    (the object-storage tests give a bucket URI); returns the keys of the stages it finished."""
+    from rsretrieval.config import GMNConfig, GraphEncoderConfig, GraphTrainingConfig
+    from rsretrieval.pipelines.stages.train_graphs import fit_graph_matchers
+    from rsretrieval.training.graph_loop import TrainData
+    from rsretrieval.training.graph_model import training_gmn_config
+    from rsretrieval.training.graph_stages import Stage
+    from rsretrieval.training.synthetic_graphs import synthetic_pairs
+
+    data = TrainData(synthetic_pairs(64, seed=1, captions_per_image=1), synthetic_pairs(16, seed=2))
+    stage = Stage(key="fit", data=data, encoder=GraphEncoderConfig(kind="gat"),
+                  gmn=training_gmn_config(GMNConfig(), False))
+    cfg = GraphTrainingConfig(epochs=1, batch_size=32, workers=1, patience=5)
+    done, _, _ = fit_graph_matchers([stage], cfg, run_name, storage_uri)
+    return set(done)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_server(cmd: list[str], ready: Callable[[], object], log_path: Path, name: str) -> Iterator[None]:
+    """Run ``cmd`` (a server on 127.0.0.1) until the block ends; wait up to 30 s for ``ready()`` to stop raising
+    OSError (the test fails naming ``name`` otherwise). Output goes to ``log_path``."""
+    import time
+
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while True:
+            try:
+                ready()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    proc.kill()
+                    pytest.fail(f"{name} did not start (exit {proc.poll()}; log: {log_path})")
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

