@@ -185,3 +185,6 @@ def test_bench_reports_ratios_and_correctness() -> None:
     assert out["correctness"]["max_abs_diff_vs_reference"] < 1e-5
     assert out["correctness"]["max_abs_diff_shortlist_vs_matrix"] < 1e-6
     assert out["shortcuts"]["min1_single_node_queries"]["fraction_pairs_shortcut"] == 1.0
+    rerank = out["shortlist_rerank"]["k10"]
+    assert rerank["pairs"] == 300 and rerank["speedup_vs_loop"] > 0 and rerank["max_abs_diff_vs_loop"] < 1e-5
+    assert "k100" not in out["shortlist_rerank"]  # more candidates than images
