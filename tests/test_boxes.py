@@ -140,3 +140,24 @@ def test_boxes_source_in_a_quick_benchmark(tmp_path: Path, session_cache: Path, 
     assert (boxes["mR"] > 100 * (1 + 5 + 10) / 3 / 48).all()  # box graphs carry information: above chance
     stats = pd.read_csv(res.run_dir / "graph_stats.csv")
     assert "image:boxes-noisy-gt-simulated" in set(stats["graphs"])
+
+
+def test_box_entries_left_out_are_listed_in_the_run_folder(tmp_path: Path) -> None:
+    """Bad entries of a box file cost only themselves: the good boxes make graphs, and every bad one is a row
+    of skipped-boxes-<dataset>.csv (file, entry, reason) in the run folder, as the readers' skipped rows."""
+    import pyarrow as pa
+
+    from rsretrieval.pipelines.benchmark.box_graphs import box_graphs
+
+    cfg = load_config(None, [f"output_dir={tmp_path}", "run_name=r"])
+    cfg = cfg.model_copy(update={"datasets": [cfg.datasets[0].model_copy(update={
+        "name": "dior-set", "boxes": cfg.datasets[0].boxes.model_copy(update={"format": "dior", "path": DATA / "dior"})})]})
+    cfg.run_dir.mkdir(parents=True)
+    images = pa.table({"image_id": ["a", "b"], "scene_label": ["golf course", None], "uri": ["00001.jpg", "00002.jpg"]})
+    label, graphs, notes = box_graphs(cfg, type("DS", (), {"name": "dior-set", "images": images})())
+    assert label == "boxes-dior" and set(graphs) == {"a", "b"}
+    assert graphs["a"].object_counts == {"golffield": 1, "vehicle": 1}  # the bad object 2 is out, the rest kept
+    rows = pd.read_csv(cfg.run_dir / "skipped-boxes-dior-set.csv")
+    assert rows[["entry", "kind"]].values.tolist() == [["object 2", "outside_image"]]
+    assert rows["source"].str.endswith("00001.xml").all()
+    assert any("skipped-boxes-dior-set.csv" in n for n in notes)

@@ -107,8 +107,14 @@ def box_graphs(cfg: BenchmarkConfig, ds: Any) -> tuple[str | None, dict[str, Any
         kinds: dict[str, int] = {}
         for s in skipped:
             kinds[s.kind] = kinds.get(s.kind, 0) + 1
+        where = f"first: {skipped[0]}"
+        if cfg.run_dir.is_dir():  # a benchmark run: every entry in the run folder, as the readers' skipped rows
+            from rsretrieval.data.schema import ReadReport
+
+            report = ReadReport(source=str(dcfg.boxes.path), skipped=list(skipped))  # type: ignore[union-attr]
+            where = f"{report.write_skipped(cfg.run_dir, f'boxes-{ds.name}').name} names the file and entry of each"
         notes.append(f"{ds.name}: {len(skipped)} box entries left out ({', '.join(f'{n} {k}' for k, n in kinds.items())}; "
-                     f"first: {skipped[0]})")
+                     f"{where})")
         for s in skipped[:20]:
             log.warning("boxes: %s", s)
     return label, graphs, notes
