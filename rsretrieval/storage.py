@@ -4,9 +4,8 @@ Credentials and endpoints are configured the standard way, in the environment: `
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION`` and, for an S3-compatible server (MinIO, Ceph, moto),
 ``AWS_ENDPOINT_URL``; GCS reads Google's application-default credentials (``GOOGLE_APPLICATION_CREDENTIALS``)
 and, for an emulator (fake-gcs-server), ``STORAGE_EMULATOR_HOST``, the variable Google's own clients read.
-Stage workers read and write cache
-folders as local POSIX paths, so a URI folder is worked on in a local mirror (:func:`mirror_dir`) and
-synchronised with :class:`RemoteFolder`: every cache is content-keyed and immutable once written, so a
+Stage workers read and write cache folders as local POSIX paths, so a URI folder is worked on in a local
+mirror (:func:`mirror_dir`) and synchronised with :class:`RemoteFolder`: every cache is content-keyed and immutable once written, so a
 file already present on the other side with the same size is skipped.
 """
 
@@ -22,7 +21,7 @@ from urllib.parse import urlparse
 log = logging.getLogger(__name__)
 
 __all__ = ["GCS_EMULATOR_ENV", "MIRROR_ENV", "RemoteFolder", "StorageError", "SyncStats", "TIMEOUT_ENV",
-           "delete_folder", "endpoint_of", "is_uri", "join_uri", "mirror_dir", "open_filesystem"]
+           "delete_folder", "is_uri", "join_uri", "mirror_dir", "open_filesystem"]
 
 MIRROR_ENV = "RSR_MIRROR_DIR"  # root of the local mirrors of URI folders (default $RSR_HOME/mirror)
 TIMEOUT_ENV = "RSR_STORAGE_TIMEOUT"  # connect/request timeout in seconds of the preflight check
@@ -107,14 +106,13 @@ class RemoteFolder:
         try:
             info = self.fs.get_file_info(bucket)
         except OSError as exc:
-            gcs = urlparse(self.uri).scheme in ("gs", "gcs")
-            hint = (f"{GCS_EMULATOR_ENV}, the network and the credentials (GOOGLE_APPLICATION_CREDENTIALS)" if gcs
-                    else "AWS_ENDPOINT_URL, the network and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
-            raise StorageError(f"{self.uri}: cannot reach the object store ({endpoint_of(self.uri)}): {exc}. "
+            hint = (f"{GCS_EMULATOR_ENV}, the network and the credentials (GOOGLE_APPLICATION_CREDENTIALS)"
+                    if _is_gcs(self.uri) else
+                    "AWS_ENDPOINT_URL, the network and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+            raise StorageError(f"{self.uri}: cannot reach the object store ({_endpoint_of(self.uri)}): {exc}. "
                                f"Check {hint}") from exc
         if info.type == FileType.NotFound:
-            make = (f"gcloud storage buckets create gs://{bucket}" if urlparse(self.uri).scheme in ("gs", "gcs")
-                    else f"aws s3 mb s3://{bucket}")
+            make = f"gcloud storage buckets create gs://{bucket}" if _is_gcs(self.uri) else f"aws s3 mb s3://{bucket}"
             raise StorageError(f"{self.uri}: bucket '{bucket}' does not exist (create it first, e.g. `{make}`)")
         try:
             if self.path != bucket and self.fs.get_file_info(self.path).type == FileType.File:
@@ -216,7 +214,7 @@ def open_filesystem(uri: str, timeout: float | None = None, ship_credentials: bo
         options.update(access_key=os.environ["AWS_ACCESS_KEY_ID"], secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
                        session_token=os.environ.get("AWS_SESSION_TOKEN"))
         return fs.S3FileSystem(**{k: v for k, v in options.items() if v is not None}), path
-    if u.scheme in ("gs", "gcs"):
+    if _is_gcs(uri):
         return _gcs_filesystem(timeout), (u.netloc + u.path).rstrip("/")
     if u.scheme in ("s3", "s3a") and timeout is None:
         timeout = float(os.environ.get(TIMEOUT_ENV, 0)) or None
@@ -260,9 +258,13 @@ def _gcs_filesystem(timeout: float | None) -> Any:
     return fs.GcsFileSystem(**kw)
 
 
-def endpoint_of(uri: str) -> str:
+def _is_gcs(uri: str) -> bool:
+    return urlparse(uri).scheme in ("gs", "gcs")
+
+
+def _endpoint_of(uri: str) -> str:
     """The endpoint a URI's filesystem talks to, for messages."""
-    if urlparse(uri).scheme in ("gs", "gcs"):
+    if _is_gcs(uri):
         return os.environ.get(GCS_EMULATOR_ENV) or "storage.googleapis.com"
     return os.environ.get("AWS_ENDPOINT_URL") or "the default endpoint"
 
