@@ -45,7 +45,12 @@ def test_sweep_logs_trials_saves_best_config_and_resumes(tmp_path: Path, session
     args = ["--config", str(QUICK_CONFIG), "--output-dir", str(tmp_path), "--name", "t", "--num-samples", "4",
             "--set", f"cache_dir={session_cache}", "--set", "graph_matching.train.epochs=3",
             "--set", "graph_matching.train.limit_images=128"]
+    import os
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     res = main(args)
+    # Tune's MLflow callback exports the sweep's store; a leak would send the next sweep's runs there
+    assert os.environ.get("MLFLOW_TRACKING_URI") == before
     trials = pd.read_csv(res.trials_csv)
     assert len(trials) == 4 and res.n_trials == 4 and not res.restored
     assert trials["best_val_mr"].max() == pytest.approx(res.best_metric)

@@ -113,21 +113,42 @@ def _trial(values: dict[str, Any], data: TrainData, base: dict[str, Any], embedd
 
 def run_sweep(cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str | None = None,
               embeddings: str = "trained", num_samples: int | None = None, max_concurrent: int | None = None) -> SweepResult:
-    """Run (or resume) the sweep ``name`` under ``<output_dir>/sweeps``."""
+    """Run (or resume) the sweep ``name`` under ``<output_dir>/sweeps``. URI output / cache folders work in
+    local mirrors (:class:`RunStorage`): pulled before, pushed after, the cache also when the sweep fails."""
+    from rsretrieval.pipelines.runtime.object_storage import RunStorage
+    from rsretrieval.pipelines.runtime.tracking import tracking_env_restored
+    from rsretrieval.storage import StorageError
+
+    store = RunStorage(cfg)
+    store.pull()
+    try:
+        with tracking_env_restored():  # Tune's MLflow callback exports the sweep's store
+            result = _run_sweep(cfg, store.local_config(), space, name, source, embeddings, num_samples,
+                                max_concurrent)
+    except BaseException:
+        try:
+            store.push_cache()
+        except StorageError:
+            log.exception("uploading the cache after the failed sweep failed too")
+        raise
+    store.push_cache()
+    store.push_outputs()  # mlflow.db
+    return result
+
+
+def _run_sweep(user_cfg: BenchmarkConfig, cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str | None,
+               embeddings: str, num_samples: int | None, max_concurrent: int | None) -> SweepResult:
+    """:func:`run_sweep` on ``cfg``, whose cache_dir is local (``user_cfg``'s URIs go into best_config.yaml)."""
     from ray import tune
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-    from rsretrieval.pipelines.runtime.object_storage import RunStorage
     from rsretrieval.pipelines.runtime.ray_session import init_ray
     from rsretrieval.pipelines.runtime.tracking import tracking_uri
     from rsretrieval.pipelines.stages.train_graphs import storage_args
     from rsretrieval.storage import RemoteFolder, is_uri, join_uri
 
     t0 = time.perf_counter()
-    store = RunStorage(cfg)  # URI output_dir / cache_dir: local mirrors, synchronised around the sweep
-    store.pull()
-    base = cfg.model_dump(mode="json")  # best_config.yaml keeps the URIs
-    cfg = store.local_config()
+    base = user_cfg.model_dump(mode="json")
     init_ray(cfg.ray)
     data, source, _ = sweep_data(cfg, source)
     trainable = tune.with_parameters(_trial, data=data, base=base, embeddings=embeddings)
@@ -175,7 +196,5 @@ def run_sweep(cfg: BenchmarkConfig, space: SearchSpace, name: str, source: str |
     location = join_uri(str(cfg.output_dir), "sweeps", name) if remote else str(path)
     if remote:
         RemoteFolder(location).push(path)
-    store.push_cache()
-    store.push_outputs()  # mlflow.db
     return SweepResult(path, best_path, trials, dict(best.config), float(best.metrics[space.metric]), len(grid),
                        time.perf_counter() - t0, restored, location)

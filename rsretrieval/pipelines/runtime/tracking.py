@@ -135,24 +135,33 @@ def mlflow_run(cfg: BenchmarkConfig) -> Iterator[Tracker]:
 
     uri = tracking_uri(cfg)
     prepare_store(uri)
-    # set_tracking_uri also exports $MLFLOW_TRACKING_URI; put that back afterwards so this run's
-    # store does not leak into child processes (a Ray head started later would inherit it)
-    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    # MLflow's S3 artifact store (boto3) takes a custom endpoint from $MLFLOW_S3_ENDPOINT_URL only
-    s3_endpoint = (is_uri(cfg.output_dir) and "MLFLOW_S3_ENDPOINT_URL" not in os.environ
-                   and os.environ.get("AWS_ENDPOINT_URL"))
-    if s3_endpoint:
-        os.environ["MLFLOW_S3_ENDPOINT_URL"] = s3_endpoint
-    try:
-        yield from _run_in(mlflow, cfg, uri)
-    finally:
+    with tracking_env_restored():
+        mlflow.set_tracking_uri(uri)
+        # MLflow's S3 artifact store (boto3) takes a custom endpoint from $MLFLOW_S3_ENDPOINT_URL only
+        s3_endpoint = (is_uri(cfg.output_dir) and "MLFLOW_S3_ENDPOINT_URL" not in os.environ
+                       and os.environ.get("AWS_ENDPOINT_URL"))
         if s3_endpoint:
-            os.environ.pop("MLFLOW_S3_ENDPOINT_URL", None)
-        if previous_env is None:
+            os.environ["MLFLOW_S3_ENDPOINT_URL"] = s3_endpoint
+        try:
+            yield from _run_in(mlflow, cfg, uri)
+        finally:
+            if s3_endpoint:
+                os.environ.pop("MLFLOW_S3_ENDPOINT_URL", None)
+
+
+@contextmanager
+def tracking_env_restored() -> Iterator[None]:
+    """Put ``$MLFLOW_TRACKING_URI`` back as it was when the block ends. ``mlflow.set_tracking_uri`` (ours, and
+    Ray Tune's MLflow callback's) exports it, and :func:`tracking_uri` reads it: without this, the next run or
+    sweep of the process would log into this one's store, and a Ray head started later would inherit it."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield
+    finally:
+        if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+            os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
 def _run_in(mlflow: Any, cfg: BenchmarkConfig, uri: str) -> Iterator[Tracker]:
