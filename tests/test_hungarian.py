@@ -50,8 +50,8 @@ def test_matches_brute_force_on_tiny_graphs(normalise: str, greedy: bool | None)
 @pytest.mark.parametrize("normalise", ["matched", "query"])
 @pytest.mark.parametrize("min1,greedy", [(True, None), (True, True), (False, False), (False, True)])
 def test_shortlist_path_matches_brute_force(normalise: str, min1: bool, greedy: bool | None) -> None:
-    """A shortlist of few documents per query takes the batched path (queries of one size side by side, the
-    shortcuts as segment reductions): with every shortcut setting it gives the brute-force optimum of every pair."""
+    """A shortlist of few documents per query takes the per-pair path (S from views of the rows): with every
+    shortcut setting it gives the brute-force optimum of every pair."""
     rng = np.random.default_rng(7)
     qs = _graphs(rng, [n for n in range(1, 7) for _ in range(4)], 4)
     ds = _graphs(rng, [n for n in range(1, 7) for _ in range(6)], 4)
@@ -66,9 +66,9 @@ def test_shortlist_path_matches_brute_force(normalise: str, min1: bool, greedy: 
     assert (stats["pairs_min1"] > 0) == min1 and (stats["pairs_greedy"] > 0) == bool(greedy or greedy is None)
 
 
-def test_shortlist_batches_and_ties_match_the_per_pair_reference() -> None:
-    """Many queries (several batches per query size) with repeated node vectors, so argmaxes tie: the
-    shortcuts must leave tied pairs to the assignment; every score equals the per-pair float64 reference."""
+def test_shortlist_with_ties_matches_the_per_pair_reference() -> None:
+    """Many queries with repeated node vectors and exact copies, so argmaxes tie: a shortcut taken on tied
+    maxima must still reach the optimum; every score equals the per-pair float64 reference."""
     rng = np.random.default_rng(3)
     base = _graphs(rng, [3] * 40, 8)
     qs = [np.concatenate([g, g[:1]]) if i % 3 == 0 else g for i, g in  # a node repeated: ties

@@ -13,9 +13,8 @@ The assignment is the unavoidable per-pair part; everything else is batched:
   best document node is distinct (or, for N_q > N_d, every document node's best query node),
   the sum of those maxima is an upper bound that is attained, so it is the optimum (checking costs
   a pass over S, so by default it is tried only where distinct argmaxes are not unlikely);
-- a shortlist (k documents per query, the rerank path) is scored in batches of equal-size queries: one
-  gather of the documents' node rows, one stacked GEMM, and the shortcuts as segment reductions over all
-  pairs of the batch; only the remaining assignments are a loop over pairs;
+- a shortlist (k documents per query, the rerank path) is scored pair by pair on views of the rows
+  (at k = 10-100, gathering and batching cost more than they saved: see :func:`_score_shortlists`);
 - blocks run in a spawn-context process pool (numpy only in workers, no torch, no fork).
 """
 
@@ -87,97 +86,43 @@ class _Docs:
 
 
 def _score_shortlists(items: list[Item], docs: _Docs, normalise: str, shortcuts: tuple[bool, bool | None],
-                      stats: np.ndarray, max_rows: int = 2048) -> list[np.ndarray]:
-    """Scores of many queries' shortlists (``items``: (query rows, N_q, sorted document positions)), in batches
-    of queries of equal N_q whose shortlisted documents have at most ``max_rows`` node rows in all.
+                      stats: np.ndarray) -> list[np.ndarray]:
+    """Scores of queries' shortlists (``items``: (query rows, N_q, document positions)), pair by pair.
 
-    Per query, per-document numpy calls cost more than the assignments at k = 10 (a shortlist of 10 small
-    graphs is ~100 similarities per pair); so a batch is one gather and one batched GEMM, and the exact
-    shortcuts are segment reductions over all its pairs at once: only the assignments stay per pair."""
-    nqs = np.array([nq for _, nq, _ in items], np.int64)
-    outs: list[np.ndarray] = [np.empty(0, np.float32)] * len(items)
-    for nq in np.unique(nqs).tolist():
-        batch: list[int] = []
-        rows = 0
-        for i in np.flatnonzero(nqs == nq).tolist():
-            r = int(docs.sizes[items[i][2]].sum())
-            if batch and rows + r > max_rows:
-                _score_same_size(items, batch, nq, docs, normalise, shortcuts, stats, outs)
-                batch, rows = [], 0
-            batch.append(i)
-            rows += r
-        _score_same_size(items, batch, nq, docs, normalise, shortcuts, stats, outs)
-    return outs
-
-
-def _score_same_size(items: list[Item], batch: list[int], nq: int, docs: _Docs, normalise: str,
-                     shortcuts: tuple[bool, bool | None], stats: np.ndarray, outs: list[np.ndarray]) -> None:
-    """``items[batch]`` (all with ``nq`` nodes) into ``outs``. Layout: query g's documents side by side in row g
-    of S (G, nq, L), padded to the longest row with -inf; pair p holds columns [start_p, start_p + size_p)."""
+    At k = 10 to 100 documents per query, batching did not pay: measured here, one gather + stacked GEMM
+    per batch of queries and the shortcuts as segment reductions ran at 0.34-0.37x a plain per-pair loop,
+    this loop at 0.52-0.59x (the rest is normalising and grouping the inputs). S comes from views of the
+    document rows (no copy); a one-node side is the max; the distinct-argmax shortcut is tried where
+    :func:`_greedy_pays` (or ``shortcuts[1]``) says so: best partners of the smaller side that are all
+    different reach the upper bound (the sum of those maxima), so they are optimal, ties or not."""
+    outs = []
+    starts, sizes = docs.starts, docs.sizes
+    min1, greedy = shortcuts
     t0 = time.perf_counter()
-    sels = [items[i][2] for i in batch]
-    ks = np.array([len(x) for x in sels], np.int64)
-    sel = np.concatenate(sels)
-    sizes = docs.sizes[sel].astype(np.int64)
-    n_g, n_p = len(batch), len(sel)
-    pair_query = np.repeat(np.arange(n_g), ks)
-    first_pair = np.concatenate([[0], np.cumsum(ks)[:-1]])
-    col_end = np.cumsum(sizes)
-    query_base = (col_end - sizes)[first_pair]  # columns before each query's first document
-    col0 = col_end - sizes - query_base[pair_query]  # first column of each pair inside its query's row
-    width = int((col0 + sizes).max())
-    total_cols = int(col_end[-1])
-    within = np.arange(total_cols) - np.repeat(col_end - sizes, sizes)  # node index inside its document
-    flat = np.repeat(pair_query * width + col0, sizes) + within  # position of each document row in the (G, L) grid
-    gather = np.zeros(n_g * width, np.int64)  # padding gathers row 0, then becomes -inf
-    gather[flat] = np.repeat(docs.starts[sel], sizes) + within
-    qv = np.stack([items[i][0] for i in batch])  # (G, nq, D)
-    s = np.matmul(qv, docs.mat[gather].reshape(n_g, width, -1).transpose(0, 2, 1))  # (G, nq, L)
-    valid = np.zeros(n_g * width, bool)
-    valid[flat] = True
-    sf = np.ascontiguousarray(s.transpose(1, 0, 2)).reshape(nq, n_g * width)  # (nq, G * L): pairs are segments
-    sf[:, ~valid] = -np.inf
-    t1 = time.perf_counter()
-    stats[0] += t1 - t0
-
-    starts = pair_query * width + col0  # ascending; a query's last segment also spans its padding (-inf)
-    n = np.minimum(nq, sizes)
-    denom = (n if normalise == "matched" else np.full(n_p, nq)).astype(np.float64)
-    wide = sizes >= nq
-    # The sum of the smaller side's best similarities bounds the optimum; it is attained when the maxima of
-    # different nodes never share a partner (every tied maximum counted), so any choice of them is one-to-one.
-    # wide pairs (nq <= size): best document node per query node
-    seg_max = np.maximum.reduceat(sf, starts, axis=1)  # (nq, P)
-    hit = sf == np.repeat(seg_max, np.diff(np.append(starts, sf.shape[1])), axis=1)
-    distinct_wide = np.maximum.reduceat(hit.sum(axis=0), starts) <= 1
-    total_wide = seg_max.sum(axis=0, dtype=np.float64)
-    # tall pairs: best query node per document node
-    col_max = sf.max(axis=0)
-    hit_t = (sf == col_max) & valid
-    distinct_tall = (np.add.reduceat(hit_t, starts, axis=1) <= 1).all(axis=0)
-    total_tall = np.add.reduceat(np.where(valid, col_max, 0.0), starts).astype(np.float64)
-    out = np.where(wide, total_wide, total_tall) / denom
-    one = (n == 1) & shortcuts[0]  # one pair to match: the max of S, ties or not
-    if shortcuts[1] is None:
-        uniq, inverse = np.unique(sizes, return_inverse=True)
-        greedy = np.array([_greedy_pays(nq, int(z)) for z in uniq], bool)[inverse]
-    else:
-        greedy = np.full(n_p, bool(shortcuts[1]))
-    shortcut = ~one & greedy & (n > 1) & np.where(wide, distinct_wide, distinct_tall)
-    stats[3] += int(one.sum())
-    stats[4] += int(shortcut.sum())
-    t2 = time.perf_counter()
-    stats[1] += t2 - t1
-
-    for p in np.flatnonzero(~(one | shortcut)).tolist():
-        c = int(col0[p])
-        block = s[pair_query[p], :, c : c + sizes[p]]
-        r, cols = linear_sum_assignment(block, maximize=True)
-        out[p] = block[r, cols].sum(dtype=np.float64) / denom[p]
-        stats[5] += 1
-    stats[2] += time.perf_counter() - t2
-    for i, part in zip(batch, np.split(out.astype(np.float32), np.cumsum(ks)[:-1])):
-        outs[i] = part
+    for qv, nq, sel in items:
+        out = np.empty(len(sel), np.float32)
+        for j, (a, z) in enumerate(zip(starts[sel].tolist(), sizes[sel].tolist())):
+            s = qv @ docs.mat[a : a + z].T
+            n = min(nq, z)
+            denom = n if normalise == "matched" else nq
+            if n == 1 and min1:
+                out[j] = s.max() / denom
+                stats[3] += 1
+                continue
+            if greedy or (greedy is None and _greedy_pays(nq, z)):
+                axis = 1 if nq <= z else 0  # best partner of each node of the smaller side
+                best = s.argmax(axis=axis)
+                ordered = np.sort(best)
+                if (ordered[1:] != ordered[:-1]).all():
+                    out[j] = (s[np.arange(nq), best] if axis == 1 else s[best, np.arange(z)]).sum(dtype=np.float64) / denom
+                    stats[4] += 1
+                    continue
+            r, c = linear_sum_assignment(s, maximize=True)
+            out[j] = s[r, c].sum(dtype=np.float64) / denom
+            stats[5] += 1
+        outs.append(out)
+    stats[2] += time.perf_counter() - t0  # per pair, S, shortcuts and assignments are not timed apart
+    return outs
 
 
 @functools.lru_cache(maxsize=65536)
@@ -308,19 +253,19 @@ class HungarianScorer:
     def score(self, queries: PackedVectors, docs: PackedVectors, shortlist: Any = None) -> np.ndarray:
         """(Q, D) float32 scores; with ``shortlist`` ((P, 2) query/document indices) a (P,) array."""
         t0 = time.perf_counter()
-        qmat, qoff = _unit(queries.vectors, np.float32), _numpy(queries.offsets).astype(np.int64)
-        dmat, doff = _unit(docs.vectors, np.float32), _numpy(docs.offsets).astype(np.int64)
-        if qmat.shape[1] != dmat.shape[1]:
-            raise ValueError(f"query dim {qmat.shape[1]} != document dim {dmat.shape[1]}")
+        qvec, qoff = _numpy(queries.vectors), _numpy(queries.offsets).astype(np.int64)
+        dvec, doff = _numpy(docs.vectors), _numpy(docs.offsets).astype(np.int64)
+        if qvec.shape[1] != dvec.shape[1]:
+            raise ValueError(f"query dim {qvec.shape[1]} != document dim {dvec.shape[1]}")
         n_q, n_d = len(qoff) - 1, len(doff) - 1
         if n_q == 0 or n_d == 0 or (shortlist is not None and len(np.asarray(shortlist)) == 0):
             self.last_stats = {}
             return np.zeros((n_q, n_d) if shortlist is None else 0, np.float32)
-        order = np.argsort(np.diff(doff), kind="stable")  # sorted position -> document index
-        docs_sorted = _Docs(_rows(dmat, doff, order), np.diff(doff)[order])
         if shortlist is None:
+            order = np.argsort(np.diff(doff), kind="stable")  # sorted position -> document index
+            docs_sorted = _Docs(_rows(_unit(dvec, np.float32), doff, order), np.diff(doff)[order])
             result = np.zeros((n_q, n_d), np.float32)
-            tasks = self._block_tasks(qmat, qoff, int(doff[-1]))
+            tasks = self._block_tasks(_unit(qvec, np.float32), qoff, int(doff[-1]))
 
             def place(meta: Any, outs: list[np.ndarray]) -> None:
                 result[np.ix_(meta, order)] = outs[0]
@@ -329,9 +274,17 @@ class HungarianScorer:
             if len(pairs) and ((pairs.min(0) < 0).any() or (pairs.max(0) >= [n_q, n_d]).any()):
                 raise ValueError("shortlist indices out of range")
             result = np.zeros(len(pairs), np.float32)
+            # only the graphs the shortlist names are copied and normalised (a rerank batch names a few
+            # thousand of the store's graphs; normalising all of them cost as much as scoring)
+            used_q, q_pos = np.unique(pairs[:, 0], return_inverse=True)
+            used_d = np.unique(pairs[:, 1])
+            order = used_d[np.argsort(np.diff(doff)[used_d], kind="stable")]  # used documents by size
+            docs_sorted = _Docs(_unit(_rows(dvec, doff, order), np.float32), np.diff(doff)[order])
             pos = np.empty(n_d, np.int64)
-            pos[order] = np.arange(n_d)
-            tasks = self._shortlist_tasks(qmat, qoff, pairs[:, 0], pos[pairs[:, 1]])
+            pos[order] = np.arange(len(order))
+            q_off = np.concatenate([[0], np.cumsum(np.diff(qoff)[used_q])]).astype(np.int64)
+            tasks = self._shortlist_tasks(_unit(_rows(qvec, qoff, used_q), np.float32), q_off, q_pos.reshape(-1),
+                                          pos[pairs[:, 1]])
 
             def place(meta: Any, outs: list[np.ndarray]) -> None:
                 for (idx, inverse), out in zip(meta, outs):
