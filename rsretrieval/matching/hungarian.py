@@ -66,9 +66,8 @@ def hungarian_pair(eq: Any, ed: Any, normalise: str = "matched") -> float:
 
 @dataclass
 class _Docs:
-    """Document node vectors sorted by graph size: ``mat`` (sum N_d, D), row-major so a shortlist's documents
-    are gathered as whole rows (a column gather of the transposed matrix cost more than the assignments);
-    the GEMM reads it transposed without a copy. ``sizes`` ascending."""
+    """Document node vectors sorted by graph size: ``mat`` (sum N_d, D), row-major so a shortlisted document is a
+    view of consecutive rows; the GEMM reads it transposed without a copy. ``sizes`` ascending."""
 
     mat: np.ndarray
     sizes: np.ndarray
@@ -128,7 +127,7 @@ def _score_shortlists(items: list[Item], docs: _Docs, normalise: str, shortcuts:
 @functools.lru_cache(maxsize=65536)
 def _greedy_pays(nq: int, size: int) -> bool:
     """Try the distinct-argmax shortcut (auto mode) where uniform argmaxes of the smaller side would be
-    distinct with probability >= 0.25; cached: the shortlist path asks per query."""
+    distinct with probability >= 0.25; cached: the shortlist path asks per pair."""
     return _p_distinct(min(nq, size), max(nq, size)) >= 0.25
 
 
