@@ -14,7 +14,7 @@ The assignment is the unavoidable per-pair part; everything else is batched:
   the sum of those maxima is an upper bound that is attained, so it is the optimum (checking costs
   a pass over S, so by default it is tried only where distinct argmaxes are not unlikely);
 - a shortlist (k documents per query, the rerank path) is scored pair by pair on views of the rows
-  (at k = 10-100, gathering and batching cost more than they saved: see :func:`_score_shortlists`);
+  (at k = 10-100, gathering and batching cost more than they saved: see :func:`_score_shortlist`);
 - blocks run in a spawn-context process pool (numpy only in workers, no torch, no fork).
 """
 
@@ -84,44 +84,41 @@ class _Docs:
 
 
 
-def _score_shortlists(items: list[Item], docs: _Docs, normalise: str, shortcuts: tuple[bool, bool | None],
-                      stats: np.ndarray) -> list[np.ndarray]:
-    """Scores of queries' shortlists (``items``: (query rows, N_q, document positions)), pair by pair.
+def _score_shortlist(qv: np.ndarray, nq: int, docs: _Docs, sel: np.ndarray, normalise: str,
+                     shortcuts: tuple[bool, bool | None], stats: np.ndarray) -> np.ndarray:
+    """One query (``nq`` nodes) vs the documents at sorted positions ``sel``, pair by pair.
 
     At k = 10 to 100 documents per query, batching did not pay: measured here, one gather + stacked GEMM
     per batch of queries and the shortcuts as segment reductions ran at 0.34-0.37x a plain per-pair loop,
-    this loop at 0.52-0.59x (the rest is normalising and grouping the inputs). S comes from views of the
+    this loop at 0.52-0.61x (the rest is normalising and grouping the inputs). S comes from views of the
     document rows (no copy); a one-node side is the max; the distinct-argmax shortcut is tried where
     :func:`_greedy_pays` (or ``shortcuts[1]``) says so: best partners of the smaller side that are all
     different reach the upper bound (the sum of those maxima), so they are optimal, ties or not."""
-    outs = []
     starts, sizes = docs.starts, docs.sizes
     min1, greedy = shortcuts
     t0 = time.perf_counter()
-    for qv, nq, sel in items:
-        out = np.empty(len(sel), np.float32)
-        for j, (a, z) in enumerate(zip(starts[sel].tolist(), sizes[sel].tolist())):
-            s = qv @ docs.mat[a : a + z].T
-            n = min(nq, z)
-            denom = n if normalise == "matched" else nq
-            if n == 1 and min1:
-                out[j] = s.max() / denom
-                stats[3] += 1
+    out = np.empty(len(sel), np.float32)
+    for j, (a, z) in enumerate(zip(starts[sel].tolist(), sizes[sel].tolist())):
+        s = qv @ docs.mat[a : a + z].T
+        n = min(nq, z)
+        denom = n if normalise == "matched" else nq
+        if n == 1 and min1:
+            out[j] = s.max() / denom
+            stats[3] += 1
+            continue
+        if greedy or (greedy is None and _greedy_pays(nq, z)):
+            axis = 1 if nq <= z else 0  # best partner of each node of the smaller side
+            best = s.argmax(axis=axis)
+            ordered = np.sort(best)
+            if (ordered[1:] != ordered[:-1]).all():
+                out[j] = (s[np.arange(nq), best] if axis == 1 else s[best, np.arange(z)]).sum(dtype=np.float64) / denom
+                stats[4] += 1
                 continue
-            if greedy or (greedy is None and _greedy_pays(nq, z)):
-                axis = 1 if nq <= z else 0  # best partner of each node of the smaller side
-                best = s.argmax(axis=axis)
-                ordered = np.sort(best)
-                if (ordered[1:] != ordered[:-1]).all():
-                    out[j] = (s[np.arange(nq), best] if axis == 1 else s[best, np.arange(z)]).sum(dtype=np.float64) / denom
-                    stats[4] += 1
-                    continue
-            r, c = linear_sum_assignment(s, maximize=True)
-            out[j] = s[r, c].sum(dtype=np.float64) / denom
-            stats[5] += 1
-        outs.append(out)
+        r, c = linear_sum_assignment(s, maximize=True)
+        out[j] = s[r, c].sum(dtype=np.float64) / denom
+        stats[5] += 1
     stats[2] += time.perf_counter() - t0  # per pair, S, shortcuts and assignments are not timed apart
-    return outs
+    return out
 
 
 @functools.lru_cache(maxsize=65536)
@@ -198,19 +195,13 @@ def _init_worker(mat: np.ndarray, sizes: np.ndarray, normalise: str, shortcuts: 
 def _run_task(items: list[Item], state: dict[str, Any] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """Score a list of items; ``sel`` None = all documents (a block of queries), else a shortlist."""
     st = _STATE if state is None else state
-    docs, stats = st["docs"], np.zeros(len(STAT_KEYS))
-    outs: list[np.ndarray] = [np.empty(0, np.float32)] * len(items)
-    short = []
-    for i, (qv, nq, sel) in enumerate(items):
+    docs, stats, outs = st["docs"], np.zeros(len(STAT_KEYS)), []
+    for qv, nq, sel in items:
         if sel is None or 2 * len(sel) > len(docs.sizes):  # most documents: the shared matrix, no gather
             out = _score_block(qv, nq, docs, st["groups"], st["normalise"], st["shortcuts"], stats)
-            outs[i] = out if sel is None else out[0, sel]
+            outs.append(out if sel is None else out[0, sel])
         else:
-            short.append(i)
-    if short:
-        scored = _score_shortlists([items[i] for i in short], docs, st["normalise"], st["shortcuts"], stats)
-        for i, out in zip(short, scored):
-            outs[i] = out
+            outs.append(_score_shortlist(qv, nq, docs, sel, st["normalise"], st["shortcuts"], stats))
     return outs, stats
 
 
