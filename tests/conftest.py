@@ -19,6 +19,13 @@ QUICK_CONFIG = REPO / "rayjobs" / "configs" / "quick.yaml"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow-marked tests get 60 minutes before pytest-timeout stops them (the default is pyproject's 20)."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(3600))
+
+
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache dir shared by the tests of one session (synthrs renders, rs-tiny weights, embeddings)."""

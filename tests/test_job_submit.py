@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +37,23 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _run_to_files(script: str, env: dict[str, str], folder: Path, timeout_s: float) -> tuple[int | None, str, str]:
+    """Run ``script`` in bash with its output in files, not pipes: the Ray daemons that ``ray start`` leaves
+    behind inherit the output, so reading a pipe to its end would wait for them. Returns (exit code, or None
+    when the script ran past ``timeout_s`` and was killed with its process group; stdout; stderr)."""
+    out_file, err_file = folder / "commands.out", folder / "commands.err"
+    with out_file.open("w") as out, err_file.open("w") as err:
+        proc = subprocess.Popen(["bash", "-c", script], cwd=REPO, env=env, stdout=out, stderr=err,
+                                start_new_session=True)
+        try:
+            returncode: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            returncode = None
+    return returncode, out_file.read_text(errors="replace"), err_file.read_text(errors="replace")
+
+
 def test_readme_block_is_the_documented_sequence() -> None:
     lines = readme_cluster_commands()
     assert lines[0] == "ray get-auth-token --generate" and lines[1] == "export RAY_AUTH_MODE=token"
@@ -62,13 +80,17 @@ def test_readme_ray_job_submit_keeps_its_outputs(tmp_path: Path, session_cache: 
             "PYTHONUSERBASE": site.getuserbase()}  # a `pip install --user` stays importable under the new HOME
     script = "set -e\n" + "\n".join(readme_cluster_commands()) + "\n"
     started = time.monotonic()
+    ray_cli = shutil.which("ray", path=env["PATH"]) or "ray"
     try:
-        proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
+        returncode, stdout, stderr = _run_to_files(script, env, tmp_path, timeout_s=900)
+        if returncode is None:  # say what the cluster was doing before `ray stop` below removes it
+            status = subprocess.run([ray_cli, "status"], env=env, capture_output=True, text=True, timeout=60)
+            pytest.fail(f"the README's commands did not finish in 900 s\n--- ray status:\n{status.stdout[-2000:]}"
+                        f"\n--- stdout (tail):\n{stdout[-6000:]}\n--- stderr (tail):\n{stderr[-3000:]}")
     finally:
-        subprocess.run([shutil.which("ray", path=env["PATH"]) or "ray", "stop", "--force"], env=env,
-                       capture_output=True, timeout=120)
-    log = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)  # the CLI colours its status lines
-    assert proc.returncode == 0, log[-4000:]
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    log = re.sub(r"\x1b\[[0-9;]*m", "", stdout + stderr)  # the CLI colours its status lines
+    assert returncode == 0, log[-4000:]
     assert "succeeded" in log.lower(), log[-3000:]
     # the job said where its outputs go, as an absolute path under ~/rsretrieval (the job's working
     # directory is a temporary copy that `ray stop` deletes)
@@ -80,7 +102,7 @@ def test_readme_ray_job_submit_keeps_its_outputs(tmp_path: Path, session_cache: 
     assert re.search(rf"^results: {re.escape(str(run_dir / 'results.csv'))}$", log, re.M)
     assert f"mlflow ui --backend-store-uri sqlite:///{run_dir.parent / 'mlflow.db'}" in log
     # a console a person can follow: our stage lines and a summary; the libraries' chatter is in run.log
-    out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", stdout)
     job = out[out.index("Running entrypoint for job"):]
     job_lines = job[: job.index("SUCC cli.py")].splitlines()[1:-1]  # the job's own output, not the CLI's
     assert len(job_lines) <= 80, "\n".join(job_lines)
