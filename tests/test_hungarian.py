@@ -63,7 +63,24 @@ def test_shortlist_path_matches_brute_force(normalise: str, min1: bool, greedy: 
     np.testing.assert_allclose(got, want, atol=1e-5)
     stats = scorer.last_stats
     assert stats["pairs_min1"] + stats["pairs_greedy"] + stats["pairs_lsa"] == len(pairs)
-    assert (stats["pairs_min1"] > 0) == min1 and (stats["pairs_greedy"] > 0) == bool(greedy or greedy is None)
+    # auto (None): graphs this small never pay for the distinct-argmax check pair by pair
+    assert (stats["pairs_min1"] > 0) == min1 and (stats["pairs_greedy"] > 0) == bool(greedy)
+
+
+def test_shortlist_auto_shortcut_on_pairs_where_it_pays() -> None:
+    """Pair by pair, auto mode tries the distinct-argmax check only where the assignment it may skip costs
+    more than the check (large, lopsided pairs), and the scores stay those of the reference."""
+    rng = np.random.default_rng(5)
+    qs = _graphs(rng, [3, 25, 25, 4], 64)
+    ds = _graphs(rng, [6, 400, 400, 5], 64)
+    pairs = np.array([[0, 0], [1, 1], [2, 2], [1, 2], [3, 3]])
+    scorer = _scorer()
+    got = scorer.score(PackedVectors.from_lists(qs), PackedVectors.from_lists(ds), shortlist=pairs)
+    np.testing.assert_allclose(got, [hungarian_pair(qs[a], ds[b]) for a, b in pairs], atol=1e-5)
+    stats = scorer.last_stats
+    assert stats["pairs_greedy"] + stats["pairs_lsa"] == 5
+    assert stats["pairs_greedy"] >= 1  # 25 x 400: distinct argmaxes are likely (and then optimal)
+    assert stats["pairs_lsa"] >= 2  # 3 x 6 and 4 x 5: the check is not tried
 
 
 def test_shortlist_with_ties_matches_the_per_pair_reference() -> None:
@@ -79,7 +96,7 @@ def test_shortlist_with_ties_matches_the_per_pair_reference() -> None:
                       np.concatenate([rng.choice(len(ds), 10, replace=False) for _ in qs])], 1)
     pairs[np.arange(40) * 10, 1] = np.arange(200, 240)  # query i < 40 meets its own copy
     want = np.array([hungarian_pair(qs[a], ds[b]) for a, b in pairs])
-    scorer = _scorer()
+    scorer = _scorer(greedy=True)  # the shortcut on every pair (auto mode skips it on graphs this small)
     got = scorer.score(PackedVectors.from_lists(qs), PackedVectors.from_lists(ds), shortlist=pairs)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert scorer.last_stats["pairs_greedy"] > 0 and scorer.last_stats["pairs_lsa"] > 0

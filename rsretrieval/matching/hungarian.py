@@ -89,34 +89,37 @@ def _score_shortlist(qv: np.ndarray, nq: int, docs: _Docs, sel: np.ndarray, norm
     """One query (``nq`` nodes) vs the documents at sorted positions ``sel``, pair by pair.
 
     At k = 10 to 100 documents per query, batching did not pay: measured here, one gather + stacked GEMM
-    per batch of queries and the shortcuts as segment reductions ran at 0.34-0.37x a plain per-pair loop,
-    this loop at 0.52-0.61x (the rest is normalising and grouping the inputs). S comes from views of the
-    document rows (no copy); a one-node side is the max; the distinct-argmax shortcut is tried where
-    :func:`_greedy_pays` (or ``shortcuts[1]``) says so: best partners of the smaller side that are all
-    different reach the upper bound (the sum of those maxima), so they are optimal, ties or not."""
+    per batch of queries and the shortcuts as segment reductions ran at 0.34-0.37x a plain per-pair loop.
+    S comes from views of the document rows (no copy); a one-node side is the max; the distinct-argmax
+    shortcut is tried where :func:`_greedy_pays_per_pair` (or ``shortcuts[1]``) says so: best partners of the
+    smaller side that are all different reach the upper bound (the sum of those maxima), so they are
+    optimal, ties or not."""
     starts, sizes = docs.starts, docs.sizes
     min1, greedy = shortcuts
     t0 = time.perf_counter()
     out = np.empty(len(sel), np.float32)
+    n_min1 = n_greedy = 0  # counted in Python: a numpy element update per pair cost ~5% of this loop
     for j, (a, z) in enumerate(zip(starts[sel].tolist(), sizes[sel].tolist())):
         s = qv @ docs.mat[a : a + z].T
         n = min(nq, z)
         denom = n if normalise == "matched" else nq
         if n == 1 and min1:
             out[j] = s.max() / denom
-            stats[3] += 1
+            n_min1 += 1
             continue
-        if greedy or (greedy is None and _greedy_pays(nq, z)):
+        if greedy or (greedy is None and _greedy_pays_per_pair(nq, z)):
             axis = 1 if nq <= z else 0  # best partner of each node of the smaller side
             best = s.argmax(axis=axis)
             ordered = np.sort(best)
             if (ordered[1:] != ordered[:-1]).all():
                 out[j] = (s[np.arange(nq), best] if axis == 1 else s[best, np.arange(z)]).sum(dtype=np.float64) / denom
-                stats[4] += 1
+                n_greedy += 1
                 continue
         r, c = linear_sum_assignment(s, maximize=True)
         out[j] = s[r, c].sum(dtype=np.float64) / denom
-        stats[5] += 1
+    stats[3] += n_min1
+    stats[4] += n_greedy
+    stats[5] += len(sel) - n_min1 - n_greedy
     stats[2] += time.perf_counter() - t0  # per pair, S, shortcuts and assignments are not timed apart
     return out
 
@@ -126,6 +129,17 @@ def _greedy_pays(nq: int, size: int) -> bool:
     """Try the distinct-argmax shortcut (auto mode) where uniform argmaxes of the smaller side would be
     distinct with probability >= 0.25; cached: the shortlist path asks per pair."""
     return _p_distinct(min(nq, size), max(nq, size)) >= 0.25
+
+
+@functools.lru_cache(maxsize=65536)
+def _greedy_pays_per_pair(nq: int, size: int) -> bool:
+    """Try the distinct-argmax shortcut on one pair (auto mode) where it saves time on average: its check
+    costs ~5 us, an assignment ~3 + 1.5e-4 n^2 m us (n, m = smaller, larger side; scipy, measured here from
+    3 x 5 to 64 x 64 and 40 x 120), and it succeeds with the birthday probability. Graphs below ~20 x 35
+    nodes never qualify: there the check cost more than the assignment it would skip (0.58x vs 0.69x the
+    bare loop at 4 x 6 nodes)."""
+    n, m = min(nq, size), max(nq, size)
+    return _p_distinct(n, m) * (3.0 + 1.5e-4 * n * n * m) > 5.0
 
 
 def _p_distinct(n: int, m: int) -> float:
@@ -223,8 +237,9 @@ class HungarianScorer:
     ``block_bytes`` bounds the similarity block of one task (queries x all document nodes, fp32).
     ``min1`` / ``greedy`` switch the exact shortcuts (min size 1 -> max; distinct argmaxes -> their sum)
     off, for measuring them; results are the same either way (up to fp32 rounding). ``greedy=None``
-    (auto) tries the distinct-argmax check only where uniform argmaxes would be distinct with
-    probability >= 0.25 (small graphs); True / False force it.
+    (auto) tries the distinct-argmax check only where it pays: on the full matrix, where uniform argmaxes
+    would be distinct with probability >= 0.25 (it runs vectorised over a block); on a shortlist, pair by
+    pair, where it saves time on average (:func:`_greedy_pays_per_pair`). True / False force it.
     ``last_stats`` holds the wall time and the CPU-seconds/pair counts of the latest ``score`` call.
     """
 
@@ -277,8 +292,8 @@ class HungarianScorer:
                                           pos[pairs[:, 1]])
 
             def place(meta: Any, outs: list[np.ndarray]) -> None:
-                for (idx, inverse), out in zip(meta, outs):
-                    result[idx] = out[inverse]
+                idx, inverse = meta
+                result[idx] = np.concatenate(outs)[inverse]
         # a spawn pool costs ~1 s per worker to start (~5 s from a script importing torch): small problems
         # run faster in this process
         serial = result.size < self.pool_min_pairs or (shortlist is not None and result.size <= self.pairs_per_task)
@@ -302,24 +317,24 @@ class HungarianScorer:
 
     def _shortlist_tasks(self, qmat: np.ndarray, qoff: np.ndarray, q: np.ndarray,
                          dpos: np.ndarray) -> Iterator[tuple[Any, list[Item]]]:
-        """One item per query (its unique shortlisted documents); items batched to ~pairs_per_task."""
+        """One item per query (its unique shortlisted documents); items batched to ~pairs_per_task. The meta of
+        a task is (pair indices, their positions in the task's concatenated outputs): one scatter per task."""
         by_query = np.lexsort((dpos, q))
-        starts = [0, *(np.flatnonzero(np.diff(q[by_query])) + 1).tolist(), len(q)]
-        meta: list[tuple[np.ndarray, np.ndarray]] = []
+        qs, ds = q[by_query], dpos[by_query]
+        new_doc = np.ones(len(qs), bool)  # first pair of each (query, document): the unique ones, in one pass
+        new_doc[1:] = (qs[1:] != qs[:-1]) | (ds[1:] != ds[:-1])
+        unique_pos = np.cumsum(new_doc) - 1  # position of each pair's (query, document) among the unique ones
+        unique_docs = ds[new_doc]
+        starts = [0, *(np.flatnonzero(np.diff(qs)) + 1).tolist(), len(q)]
         items: list[Item] = []
-        n_pairs = 0
+        task_start = 0
         for a, b in zip(starts[:-1], starts[1:]):
-            idx = by_query[a:b]
-            qk = int(q[idx[0]])
-            sel, inverse = np.unique(dpos[idx], return_inverse=True)
-            meta.append((idx, inverse))
-            items.append((qmat[qoff[qk] : qoff[qk + 1]], int(qoff[qk + 1] - qoff[qk]), sel))
-            n_pairs += len(sel)
-            if n_pairs >= self.pairs_per_task:
-                yield meta, items
-                meta, items, n_pairs = [], [], 0
-        if items:
-            yield meta, items
+            qk = int(qs[a])
+            u0, u1 = int(unique_pos[a]), int(unique_pos[b - 1]) + 1
+            items.append((qmat[qoff[qk] : qoff[qk + 1]], int(qoff[qk + 1] - qoff[qk]), unique_docs[u0:u1]))
+            if u1 - int(unique_pos[task_start]) >= self.pairs_per_task or b == len(q):
+                yield (by_query[task_start:b], unique_pos[task_start:b] - unique_pos[task_start]), items
+                items, task_start = [], b
 
     def _execute(self, tasks: Iterator[tuple[Any, list[Item]]], docs: _Docs, place: Any, workers: int) -> np.ndarray:
         """Run tasks in-process (workers == 1) or in a spawn pool with at most 2 tasks per worker queued."""
