@@ -12,7 +12,8 @@ The assignment is the unavoidable per-pair part; everything else is batched:
 - exact shortcuts, vectorised per block: min(N_q, N_d) == 1 is a max; when every query node's
   best document node is distinct (or, for N_q > N_d, every document node's best query node),
   the sum of those maxima is an upper bound that is attained, so it is the optimum (checking costs
-  a pass over S, so by default it is tried only where distinct argmaxes are not unlikely);
+  a pass over S, so by default it is tried only where distinct argmaxes are not unlikely, and pair by
+  pair only where the assignment it may skip costs more than the check);
 - a shortlist (k documents per query, the rerank path) is scored pair by pair on views of the rows
   (at k = 10-100, gathering and batching cost more than they saved: see :func:`_score_shortlist`);
 - blocks run in a spawn-context process pool (numpy only in workers, no torch, no fork).
@@ -126,8 +127,9 @@ def _score_shortlist(qv: np.ndarray, nq: int, docs: _Docs, sel: np.ndarray, norm
 
 @functools.lru_cache(maxsize=65536)
 def _greedy_pays(nq: int, size: int) -> bool:
-    """Try the distinct-argmax shortcut (auto mode) where uniform argmaxes of the smaller side would be
-    distinct with probability >= 0.25; cached: the shortlist path asks per pair."""
+    """Try the distinct-argmax shortcut on a block (auto mode, full matrix: the check is vectorised over all
+    documents of one size) where uniform argmaxes of the smaller side would be distinct with probability
+    >= 0.25. The shortlist path asks :func:`_greedy_pays_per_pair` instead."""
     return _p_distinct(min(nq, size), max(nq, size)) >= 0.25
 
 
